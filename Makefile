@@ -1,0 +1,29 @@
+# itemsvc: the two commands a newcomer needs are `make run` and `make test`.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+ADDR        ?= 127.0.0.1:8000
+BENCHTIME   ?= 1s
+
+.PHONY: run build test lint bench
+
+## run: start the service with the seeded items on $(ADDR)
+run:
+	$(GO) run . -addr $(ADDR)
+
+## build: build ./itemsvc
+build:
+	$(GO) build -o itemsvc .
+
+## test: formatting, vet, staticcheck, then every test under the race detector
+test: lint
+	$(GO) test -race -count=1 ./...
+
+## lint: gofmt (fails if it lists a file), go vet, staticcheck (pinned)
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l lists:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+## bench: in-process benchmarks of the real handler
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...

@@ -1,0 +1,3 @@
+module itemsvc
+
+go 1.26

@@ -1,0 +1,963 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// NewServer returns the service's HTTP handler. The route list below is the
+// whole API. Method-less patterns catch the methods a path does not serve, so
+// that those answers are JSON with an Allow header rather than the mux's
+// plain-text 405; the "/" pattern does the same for unknown paths.
+func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /items", handleList(store))
+	mux.Handle("/items", methodNotAllowed("GET, HEAD"))
+	mux.Handle("GET /items/{id}", handleGet(store))
+	mux.Handle("PUT /items/{id}", handlePut(store, maxBody))
+	mux.Handle("DELETE /items/{id}", handleDelete(store))
+	mux.Handle("/items/{id}", methodNotAllowed("GET, HEAD, PUT, DELETE"))
+	mux.Handle("GET /healthz", handleHealth())
+	mux.Handle("/healthz", methodNotAllowed("GET, HEAD"))
+	mux.Handle("/", handleNotFound())
+
+	h := recoverPanics(mux, logger)
+	if accessLog {
+		h = logAccess(h, logger)
+	}
+	return h
+}
+
+// handlePut creates or replaces an item: 201 if it is new, 200 if it
+// replaced one, always with the item as stored.
+func handlePut(store *Store, maxBody int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, f := itemID(r)
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		conds, f := parseConditions(r.Header)
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		buf := getBuffer()
+		defer putBuffer(buf)
+		body, f := readBody(r, (*buf)[:0], maxBody)
+		*buf = body[:0]
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		if len(body) > 0 {
+			if f := checkContentType(r.Header); f != nil {
+				writeFailure(w, f)
+				return
+			}
+		}
+		// The canonical item goes in the buffer's spare capacity: the body is
+		// no longer needed once it is decoded, but it is read while encoding.
+		doc, problems := decodeItem(body[len(body):], body)
+		if problems != nil {
+			// RFC 9110 §13.2.1: preconditions are evaluated before the content
+			// is processed, so a failed one wins over a bad body.
+			if current, exists := store.Get(id); conds.evaluate(current, exists, false) != 0 {
+				writeFailure(w, errPreconditionFailed)
+				return
+			}
+			writeFailure(w, &failure{status: http.StatusUnprocessableEntity, fields: problems})
+			return
+		}
+		created, written := store.Put(id, doc, func(current Item, exists bool) bool {
+			return conds.evaluate(current, exists, false) == 0
+		})
+		switch {
+		case !written:
+			writeFailure(w, errPreconditionFailed)
+		case created:
+			writeJSON(w, http.StatusCreated, doc)
+		default:
+			writeJSON(w, http.StatusOK, doc)
+		}
+	})
+}
+
+// handleGet answers GET and HEAD for one item, with its entity tag, or 304 if
+// the client's copy is current.
+func handleGet(store *Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, f := itemID(r)
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		conds, f := parseConditions(r.Header)
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		it, ok := store.Get(id)
+		if !ok {
+			writeFailure(w, errNotFound)
+			return
+		}
+		tag := entityTag(it)
+		w.Header()["Etag"] = []string{tag}
+		switch conds.evaluateWithTag(tag, true, true) {
+		case http.StatusNotModified:
+			w.WriteHeader(http.StatusNotModified)
+		case http.StatusPreconditionFailed:
+			writeFailure(w, errPreconditionFailed)
+		default:
+			writeJSON(w, http.StatusOK, []byte(it))
+		}
+	})
+}
+
+// handleDelete removes an item: 204, or 404 if there is none.
+func handleDelete(store *Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, f := itemID(r)
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		conds, f := parseConditions(r.Header)
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		found, deleted := store.Delete(id, func(current Item, exists bool) bool {
+			return conds.evaluate(current, exists, false) == 0
+		})
+		switch {
+		case !found:
+			writeFailure(w, errNotFound)
+		case !deleted:
+			writeFailure(w, errPreconditionFailed)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+}
+
+// handleList answers with every item in one JSON object keyed by id, with
+// the keys sorted so that the answer is stable.
+func handleList(store *Store) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entries := store.All()
+		size := 2
+		for _, e := range entries {
+			size += len(e.ID) + len(e.Item) + 4
+		}
+		b := make([]byte, 0, size)
+		b = append(b, '{')
+		for i, e := range entries {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, e.ID)
+			b = append(b, ':')
+			b = append(b, e.Item...)
+		}
+		b = append(b, '}')
+		writeJSON(w, http.StatusOK, b)
+	})
+}
+
+// healthBody is the answer to a health check.
+var healthBody = []byte(`{"status":"ok"}`)
+
+// handleHealth answers health checks; it does not touch the store, whose
+// only failure mode is the process itself failing.
+func handleHealth() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, healthBody)
+	})
+}
+
+// methodNotAllowed answers 405 for a path that exists, listing the methods it
+// serves in Allow as RFC 9110 §15.5.6 requires.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeFailure(w, errMethodNotAllowed)
+	})
+}
+
+// handleNotFound answers 404 for every path the API does not have.
+func handleNotFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeFailure(w, errNotFound)
+	})
+}
+
+// maxIDLen bounds an id in bytes: room for any UUID, URL or path-like key,
+// while a single id can never dominate memory.
+const maxIDLen = 1024
+
+// itemID returns the request's {id}, already percent-decoded by the mux, or
+// the failure that an unusable id gets.
+func itemID(r *http.Request) (string, *failure) {
+	id := r.PathValue("id")
+	switch {
+	case id == "" || strings.Contains(id, "/"):
+		// An id is one path segment. The mux decodes %2F inside a segment,
+		// which the original answers with 404, and so do we.
+		return "", errNotFound
+	case len(id) > maxIDLen:
+		return "", pathProblem("string_too_long", "String should have at most "+strconv.Itoa(maxIDLen)+" bytes", id)
+	case !utf8.ValidString(id):
+		return "", pathProblem("string_unicode", "Input should be a valid string, unable to parse raw data as a unicode string", strings.ToValidUTF8(id, "\uFFFD"))
+	}
+	return id, nil
+}
+
+// pathProblem is the 422 for an id that fails validation.
+func pathProblem(typ, msg, id string) *failure {
+	input, _ := json.Marshal(id)
+	return &failure{status: http.StatusUnprocessableEntity, fields: []fieldError{
+		{Type: typ, Loc: []any{"path", "id"}, Msg: msg, Input: echo(input)},
+	}}
+}
+
+// bufferPool holds request-body buffers, so that reading a body and building
+// the item costs no allocation in the steady state.
+var bufferPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
+
+// maxPooledBuffer keeps the pool from pinning the memory of rare large bodies.
+const maxPooledBuffer = 64 << 10
+
+func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= maxPooledBuffer {
+		bufferPool.Put(b)
+	}
+}
+
+// readBody appends r's body to buf, refusing bodies over max bytes whether
+// or not they declare a length. A declared length over max is refused before
+// any of the body is read (and before a 100 Continue is sent).
+func readBody(r *http.Request, buf []byte, max int64) ([]byte, *failure) {
+	if r.ContentLength > max {
+		return buf, tooLarge(max)
+	}
+	if r.ContentLength > 0 && int64(cap(buf)) <= r.ContentLength {
+		buf = make([]byte, 0, r.ContentLength+1) // +1 so the EOF read has room
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return buf, tooLarge(max)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, errUnreadableBody
+		}
+	}
+}
+
+// tooLarge is the 413 for a body over max bytes.
+func tooLarge(max int64) *failure {
+	return &failure{
+		status: http.StatusRequestEntityTooLarge,
+		detail: "Request body too large: the limit is " + strconv.FormatInt(max, 10) + " bytes",
+	}
+}
+
+// checkContentType refuses a body that is not declared as uncompressed UTF-8
+// JSON. The original reads any body as JSON; we do not, because a browser
+// page can send text/plain, form and multipart posts cross-site without
+// asking, and none of those must be able to write.
+func checkContentType(h http.Header) *failure {
+	for _, enc := range h["Content-Encoding"] {
+		for _, e := range strings.Split(enc, ",") {
+			if !strings.EqualFold(strings.TrimSpace(e), "identity") {
+				return errUnsupportedEncoding
+			}
+		}
+	}
+	types := h["Content-Type"]
+	switch {
+	case len(types) == 0 || types[0] == "application/json" && len(types) == 1:
+		return nil
+	case len(types) > 1:
+		return errUnsupportedMediaType
+	}
+	mt, params, err := mime.ParseMediaType(types[0])
+	if err != nil {
+		return errUnsupportedMediaType
+	}
+	sub, ok := strings.CutPrefix(mt, "application/")
+	if !ok || sub != "json" && !(strings.HasSuffix(sub, "+json") && len(sub) > len("+json")) {
+		return errUnsupportedMediaType
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return errUnsupportedMediaType
+	}
+	return nil
+}
+
+// A failure is the answer to a request that cannot be served: its status and
+// what the client may see. detail is a short sentence; fields, for a 422,
+// lists every problem found instead. Nothing else about the cause reaches a
+// client.
+type failure struct {
+	status int
+	detail string
+	fields []fieldError
+}
+
+// A fieldError is one problem in a 422 answer, in the shape FastAPI (that
+// is, pydantic) clients already parse.
+type fieldError struct {
+	Type  string          `json:"type"`
+	Loc   []any           `json:"loc"`
+	Msg   string          `json:"msg"`
+	Input json.RawMessage `json:"input"`
+}
+
+// The failures whose detail never varies.
+var (
+	errNotFound             = &failure{status: http.StatusNotFound, detail: "Not Found"}
+	errMethodNotAllowed     = &failure{status: http.StatusMethodNotAllowed, detail: "Method Not Allowed"}
+	errPreconditionFailed   = &failure{status: http.StatusPreconditionFailed, detail: "Precondition Failed"}
+	errUnreadableBody       = &failure{status: http.StatusBadRequest, detail: "The request body could not be read"}
+	errUnsupportedMediaType = &failure{status: http.StatusUnsupportedMediaType, detail: "Unsupported Media Type: send a JSON body with Content-Type: application/json"}
+	errUnsupportedEncoding  = &failure{status: http.StatusUnsupportedMediaType, detail: "Unsupported Content-Encoding: send the body uncompressed"}
+	errInternal             = &failure{status: http.StatusInternalServerError, detail: "Internal Server Error"}
+)
+
+// writeFailure sends f as {"detail": ...}.
+func writeFailure(w http.ResponseWriter, f *failure) {
+	if f.fields == nil {
+		b := append([]byte(`{"detail":`), 0)[:len(`{"detail":`)]
+		b = appendJSONString(b, f.detail)
+		writeJSON(w, f.status, append(b, '}'))
+		return
+	}
+	b, err := json.Marshal(struct {
+		Detail []fieldError `json:"detail"`
+	}{f.fields})
+	if err != nil {
+		// Only a bug can get here: every Input is built as valid JSON.
+		writeFailure(w, errInternal)
+		return
+	}
+	writeJSON(w, f.status, b)
+}
+
+// Header values shared by every JSON answer. Assigning these slices directly
+// saves Header.Set's allocation per header per request; net/http only reads
+// them.
+var (
+	jsonContentType = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
+)
+
+// writeJSON sends body, which must be JSON, with the given status.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["X-Content-Type-Options"] = noSniff
+	w.WriteHeader(status)
+	// A failed write means the client has gone; there is no one to tell.
+	_, _ = w.Write(body)
+}
+
+// recoverPanics turns a panic in next into a logged error and a JSON 500, so
+// that one bad request never takes the server down or shows a stack trace.
+func recoverPanics(next http.Handler, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v) // net/http's own signal to drop the connection quietly
+			}
+			logger.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
+				"panic", v, "stack", string(debug.Stack()))
+			writeFailure(w, errInternal)
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logAccess logs one line per request after it is served.
+func logAccess(next http.Handler, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.EscapedPath()),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", time.Since(start)))
+	})
+}
+
+// statusRecorder remembers the status and body size a handler sent, for the
+// access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real ResponseWriter.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// entityTag returns the strong entity tag of it: a hash of its canonical
+// bytes. Equal items get equal tags, also across restarts, and no per-item
+// state is stored. SHA-256 rather than a fast non-cryptographic hash, because
+// a client that could make two items collide could make a conditional write
+// succeed against the wrong item.
+func entityTag(it Item) string {
+	sum := sha256.Sum256([]byte(it))
+	var tag [2 + 22]byte // 16 bytes of hash in unpadded base64, quoted
+	tag[0] = '"'
+	base64.RawURLEncoding.Encode(tag[1:23], sum[:16])
+	tag[23] = '"'
+	return string(tag[:])
+}
+
+// conditions are a request's If-Match and If-None-Match fields (RFC 9110
+// §13.1.1, §13.1.2), checked for syntax by parseConditions.
+type conditions struct {
+	ifMatch, ifNoneMatch       string
+	hasIfMatch, hasIfNoneMatch bool
+}
+
+// parseConditions reads the condition fields of h; a malformed one is a 400
+// rather than ignored, since ignoring it would turn a conditional write into
+// an unconditional one.
+func parseConditions(h http.Header) (conditions, *failure) {
+	var c conditions
+	var ok bool
+	if c.ifMatch, c.hasIfMatch, ok = conditionField(h, "If-Match"); !ok {
+		return c, &failure{status: http.StatusBadRequest, detail: "Malformed If-Match header: send * or a list of quoted entity tags"}
+	}
+	if c.ifNoneMatch, c.hasIfNoneMatch, ok = conditionField(h, "If-None-Match"); !ok {
+		return c, &failure{status: http.StatusBadRequest, detail: "Malformed If-None-Match header: send * or a list of quoted entity tags"}
+	}
+	return c, nil
+}
+
+// conditionField returns the field name of h, its lines joined as one list,
+// whether it is present, and whether it is well formed.
+func conditionField(h http.Header, name string) (value string, present, ok bool) {
+	lines, present := h[name]
+	switch len(lines) {
+	case 0:
+		return "", present, true
+	case 1:
+		value = lines[0]
+	default:
+		value = strings.Join(lines, ",")
+	}
+	if strings.TrimSpace(value) == "*" {
+		return "*", true, true
+	}
+	_, ok = matchTag(value, "", false)
+	return value, true, ok
+}
+
+// evaluate applies the conditions to current (exists is false if there is
+// no item) as RFC 9110 §13.2.2 orders them. It returns 0 if the request may
+// go ahead, http.StatusNotModified if safe (a GET or HEAD) and If-None-Match
+// matched, and http.StatusPreconditionFailed otherwise.
+func (c conditions) evaluate(current Item, exists, safe bool) int {
+	if !c.hasIfMatch && !c.hasIfNoneMatch {
+		return 0
+	}
+	var tag string
+	if exists && (c.ifMatch != "*" && c.hasIfMatch || c.ifNoneMatch != "*" && c.hasIfNoneMatch) {
+		tag = entityTag(current)
+	}
+	return c.evaluateWithTag(tag, exists, safe)
+}
+
+// evaluateWithTag is evaluate for an item whose tag is already known.
+func (c conditions) evaluateWithTag(tag string, exists, safe bool) int {
+	if c.hasIfMatch && !fieldMatches(c.ifMatch, tag, exists, false) {
+		return http.StatusPreconditionFailed
+	}
+	if c.hasIfNoneMatch && fieldMatches(c.ifNoneMatch, tag, exists, true) {
+		if safe {
+			return http.StatusNotModified
+		}
+		return http.StatusPreconditionFailed
+	}
+	return 0
+}
+
+// fieldMatches reports whether a condition field matches the current item:
+// "*" matches any item, a list matches if one of its tags does. If-Match
+// compares strongly (a weak tag never matches), If-None-Match weakly.
+func fieldMatches(field, tag string, exists, weak bool) bool {
+	if !exists {
+		return false
+	}
+	if field == "*" {
+		return true
+	}
+	matched, _ := matchTag(field, tag, weak)
+	return matched
+}
+
+// matchTag scans field as a list of entity tags (RFC 9110 §8.8.3, with the
+// empty list elements §5.6.1 tells recipients to accept) and reports whether
+// one of them equals tag (weak tags count only if weak is set), and whether
+// the whole field is well formed.
+func matchTag(field, tag string, weak bool) (matched, ok bool) {
+	for i := 0; ; {
+		for i < len(field) && (field[i] == ' ' || field[i] == '\t' || field[i] == ',') {
+			i++
+		}
+		if i == len(field) {
+			return matched, true
+		}
+		isWeak := strings.HasPrefix(field[i:], "W/")
+		if isWeak {
+			i += 2
+		}
+		start := i
+		if i == len(field) || field[i] != '"' {
+			return false, false
+		}
+		for i++; i < len(field) && field[i] != '"'; i++ {
+			if c := field[i]; c < 0x21 || c == 0x7f {
+				return false, false
+			}
+		}
+		if i == len(field) {
+			return false, false
+		}
+		i++
+		if (!isWeak || weak) && field[start:i] == tag {
+			matched = true
+		}
+		for i < len(field) && (field[i] == ' ' || field[i] == '\t') {
+			i++
+		}
+		if i < len(field) && field[i] != ',' {
+			return false, false
+		}
+	}
+}
+
+// maxEcho bounds how much of a bad value an error repeats back, so that an
+// error answer never grows with the request.
+const maxEcho = 64
+
+// echo returns the JSON value raw as an error's "input": itself if short,
+// else a string of its first maxEcho bytes of text and an ellipsis.
+func echo(raw []byte) json.RawMessage {
+	if len(raw) <= maxEcho {
+		return raw
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(raw[cut]) {
+		cut--
+	}
+	s, _ := json.Marshal(string(raw[:cut]) + "…")
+	return s
+}
+
+// decodeItem decodes a PUT body under the request contract and appends the
+// item's canonical JSON to dst. It returns every problem found, or nil.
+//
+// It is stricter than encoding/json and cheaper: keys match exactly, trailing
+// data is an error, and the two members are read in place without
+// reflection. json.Valid vouches for the syntax first, so the scanning below
+// only has to find boundaries.
+func decodeItem(dst, body []byte) ([]byte, []fieldError) {
+	if len(body) == 0 {
+		return appendItem(dst, nil, nil, 0), nil
+	}
+	if !utf8.Valid(body) {
+		return dst, []fieldError{jsonInvalid(invalidUTF8Offset(body))}
+	}
+	if !json.Valid(body) {
+		// Only for the error: encoding/json knows where the syntax breaks.
+		var se *json.SyntaxError
+		var offset int64
+		if errors.As(json.Unmarshal(body, new(json.RawMessage)), &se) && se.Offset > 0 {
+			offset = se.Offset - 1 // Offset counts the byte at fault
+		}
+		return dst, []fieldError{jsonInvalid(offset)}
+	}
+	v := bytes.TrimSpace(body)
+	switch v[0] {
+	case 'n': // null: both fields null, as in the original
+		return appendItem(dst, nil, nil, 0), nil
+	case '{':
+	default:
+		return dst, []fieldError{{Type: "model_attributes_type", Loc: []any{"body"},
+			Msg: "Input should be a valid dictionary or object to extract fields from", Input: echo(v)}}
+	}
+	rawName, rawSize := objectMembers(v)
+
+	var problems []fieldError
+	var name []byte
+	if rawName != nil && !isNull(rawName) {
+		if rawName[0] == '"' {
+			name = rawName
+		} else {
+			problems = append(problems, fieldError{Type: "string_type", Loc: []any{"body", "name"},
+				Msg: "Input should be a valid string", Input: echo(rawName)})
+		}
+	}
+	var size int64
+	hasSize := rawSize != nil && !isNull(rawSize)
+	if hasSize {
+		if p := checkSize(rawSize, &size); p != nil {
+			problems = append(problems, *p)
+		}
+	}
+	if problems != nil {
+		return dst, problems
+	}
+	if !hasSize {
+		rawSize = nil
+	}
+	return appendItem(dst, name, rawSize, size), nil
+}
+
+// appendItem appends the canonical JSON of an item to dst: name is the
+// item's name as a JSON string token (nil for null) and size its value if
+// rawSize is not nil.
+func appendItem(dst, name, rawSize []byte, size int64) []byte {
+	dst = append(dst, `{"name":`...)
+	switch {
+	case name == nil:
+		dst = append(dst, "null"...)
+	case bytes.IndexByte(name, '\\') < 0:
+		// Valid JSON without escapes is already canonical.
+		dst = append(dst, name...)
+	default:
+		var s string
+		_ = json.Unmarshal(name, &s) // cannot fail: json.Valid passed
+		dst = appendJSONString(dst, s)
+	}
+	dst = append(dst, `,"size":`...)
+	if rawSize == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = strconv.AppendInt(dst, size, 10)
+	}
+	return append(dst, '}')
+}
+
+// checkSize validates the JSON number (or other value) raw as a size and
+// stores it in size, or returns the problem.
+func checkSize(raw []byte, size *int64) *fieldError {
+	problem := func(typ, msg string) *fieldError {
+		return &fieldError{Type: typ, Loc: []any{"body", "size"}, Msg: msg, Input: echo(raw)}
+	}
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		return problem("int_type", "Input should be a valid integer")
+	}
+	n, r := parseJSONInt(raw)
+	switch r {
+	case intFractional:
+		return problem("int_from_float", "Input should be a valid integer, got a number with a fractional part")
+	case intTooLarge:
+		return problem("less_than_equal", "Input should be less than or equal to 9223372036854775807")
+	case intTooSmall:
+		return problem("greater_than_equal", "Input should be greater than or equal to -9223372036854775808")
+	}
+	*size = n
+	return nil
+}
+
+// isNull reports whether the raw JSON value is null.
+func isNull(raw []byte) bool { return raw[0] == 'n' }
+
+// objectMembers returns the raw values of the "name" and "size" members of
+// the JSON object obj, nil for a member that is absent. Keys match exactly
+// (after unescaping); if one repeats, the last wins. obj must be valid JSON.
+func objectMembers(obj []byte) (name, size []byte) {
+	i := skipSpace(obj, 1)
+	for i < len(obj) && obj[i] == '"' {
+		keyEnd := skipString(obj, i)
+		key := obj[i:keyEnd]
+		i = skipSpace(obj, keyEnd)
+		i = skipSpace(obj, i+1) // the ':'
+		valEnd := skipValue(obj, i)
+		switch unquoteKey(key) {
+		case "name":
+			name = obj[i:valEnd]
+		case "size":
+			size = obj[i:valEnd]
+		}
+		i = skipSpace(obj, valEnd)
+		if obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+	return name, size
+}
+
+// unquoteKey returns the text of the JSON string token key. Keys without
+// escapes, which is all real clients send, need no allocation.
+func unquoteKey(key []byte) string {
+	inner := key[1 : len(key)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		switch string(inner) { // compiled to comparisons; no allocation
+		case "name":
+			return "name"
+		case "size":
+			return "size"
+		}
+		return ""
+	}
+	var s string
+	_ = json.Unmarshal(key, &s)
+	return s
+}
+
+// skipSpace returns the index of the first non-space byte of b at or after i.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index just past the JSON string starting at b[i].
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the valid JSON value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default: // number, true, false, null
+		for i < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[i])) {
+			i++
+		}
+		return i
+	}
+}
+
+// jsonInvalid is the problem for a body that is not valid JSON, as FastAPI
+// reports it.
+func jsonInvalid(offset int64) fieldError {
+	return fieldError{Type: "json_invalid", Loc: []any{"body", offset}, Msg: "JSON decode error", Input: json.RawMessage(`{}`)}
+}
+
+// invalidUTF8Offset returns the offset of the first byte of b that is not
+// part of valid UTF-8.
+func invalidUTF8Offset(b []byte) int64 {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return int64(i)
+		}
+		i += n
+	}
+	return int64(len(b))
+}
+
+// intResult says how a JSON number relates to the int64 range.
+type intResult int
+
+const (
+	intOK intResult = iota
+	intFractional
+	intTooLarge
+	intTooSmall
+)
+
+// parseJSONInt returns the value of the valid JSON number num if it is an
+// integer (6, 6.0, 1e3 and 600e-2 all are) within int64, and otherwise says
+// why not. It works on the decimal digits, so it is exact where float64 is
+// not, and a huge exponent costs nothing.
+func parseJSONInt(num []byte) (int64, intResult) {
+	neg := num[0] == '-'
+	i := 0
+	if neg {
+		i = 1
+	}
+	intStart := i
+	for i < len(num) && num[i] >= '0' && num[i] <= '9' {
+		i++
+	}
+	intPart := num[intStart:i]
+	var frac []byte
+	if i < len(num) && num[i] == '.' {
+		fracStart := i + 1
+		for i = fracStart; i < len(num) && num[i] >= '0' && num[i] <= '9'; i++ {
+		}
+		frac = num[fracStart:i]
+	}
+	exp := 0
+	if i < len(num) { // 'e' or 'E'
+		i++
+		expNeg := num[i] == '-'
+		if num[i] == '-' || num[i] == '+' {
+			i++
+		}
+		for ; i < len(num); i++ {
+			// Saturate: past a billion the answer no longer depends on the
+			// exact exponent, since a body holds at most a few million digits.
+			if exp < 1e9 {
+				exp = exp*10 + int(num[i]-'0')
+			}
+		}
+		if expNeg {
+			exp = -exp
+		}
+	}
+
+	// The value is digits × 10^exp, digits being intPart then frac.
+	digit := func(k int) byte {
+		if k < len(intPart) {
+			return intPart[k]
+		}
+		return frac[k-len(intPart)]
+	}
+	n := len(intPart) + len(frac)
+	exp -= len(frac)
+	first, last := 0, n-1
+	for first < n && digit(first) == '0' {
+		first++
+	}
+	if first == n {
+		return 0, intOK // zero, however written
+	}
+	for digit(last) == '0' {
+		last--
+		exp++
+	}
+	if exp < 0 {
+		return 0, intFractional
+	}
+	tooBig := intTooLarge
+	if neg {
+		tooBig = intTooSmall
+	}
+	if last-first+1+exp > 19 {
+		return 0, tooBig
+	}
+	var v uint64
+	for k := first; k <= last; k++ {
+		v = v*10 + uint64(digit(k)-'0')
+	}
+	for ; exp > 0; exp-- {
+		v *= 10 // cannot overflow: at most 19 digits in all
+	}
+	switch {
+	case neg && v <= 1<<63:
+		return int64(-v), intOK
+	case !neg && v <= 1<<63-1:
+		return int64(v), intOK
+	}
+	return 0, tooBig
+}
+
+// appendJSONString appends s to b as a JSON string. s must be valid UTF-8.
+// Only what JSON requires is escaped, as FastAPI's encoder does.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

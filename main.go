@@ -1,0 +1,130 @@
+// Command itemsvc serves an in-memory item store over HTTP: a Go port of
+// FastAPI's "Additional Status Codes" example. PUT /items/{id} answers 200
+// when it replaces an item and 201 when it creates one.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// Server timeouts. Each bounds how long one client can hold a connection and
+// its goroutine, so that slow or stalled clients cannot exhaust the server.
+const (
+	// readHeaderTimeout cuts off clients that trickle their headers
+	// (slowloris); any real client sends them in one packet.
+	readHeaderTimeout = 5 * time.Second
+	// readTimeout bounds the whole request, body included: a maximal 1 MiB
+	// body still arrives in time at about 40 KiB/s.
+	readTimeout = 30 * time.Second
+	// writeTimeout bounds the handler and the response together: answers are
+	// small, except a full listing, which still has 30 s to drain.
+	writeTimeout = 30 * time.Second
+	// idleTimeout closes keep-alive connections left unused, so that idle
+	// clients do not hold file descriptors forever.
+	idleTimeout = 120 * time.Second
+	// shutdownTimeout bounds how long in-flight requests get to finish after
+	// SIGINT or SIGTERM; comfortably under the 30 s most supervisors wait
+	// before they kill.
+	shutdownTimeout = 10 * time.Second
+	// maxHeaderBytes refuses oversized request headers with 431. Real
+	// requests need a few hundred bytes; net/http's default is 1 MiB.
+	maxHeaderBytes = 64 << 10
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return // the usage is printed; asking for it is not a failure
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "itemsvc:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run parses args, serves until ctx is cancelled, then shuts down
+// gracefully: it stops accepting, lets in-flight requests finish (for at
+// most shutdownTimeout) and returns nil. Logs go to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	flags := flag.NewFlagSet("itemsvc", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	defaultAddr := "127.0.0.1:8000"
+	if env := getenv("ADDR"); env != "" {
+		defaultAddr = env
+	}
+	addr := flags.String("addr", defaultAddr, "listen address; $ADDR sets the default")
+	maxBody := flags.Int64("max-body", 1<<20, "largest request body accepted, in bytes")
+	seed := flags.Bool("seed", true, `start with the example's items "foo" and "bar"`)
+	accessLog := flags.Bool("access-log", true, "log one line per request")
+	logFormat := flags.String("log-format", "text", "log format: text or json")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", flags.Args())
+	}
+	if *maxBody <= 0 {
+		return fmt.Errorf("-max-body must be positive, got %d", *maxBody)
+	}
+	var logger *slog.Logger
+	switch *logFormat {
+	case "text":
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+	default:
+		return fmt.Errorf("-log-format must be text or json, got %q", *logFormat)
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           NewServer(NewStore(*seed), logger, *maxBody, *accessLog),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("listening", "addr", ln.Addr().String())
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down", "timeout", shutdownTimeout)
+	// ctx is already cancelled; the wait for in-flight requests needs a
+	// deadline of its own.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
