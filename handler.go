@@ -69,9 +69,9 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 				return
 			}
 		}
-		// The canonical item goes in the buffer's spare capacity: the body is
-		// no longer needed once it is decoded, but it is read while encoding.
-		doc, problems := decodeItem(body[len(body):], body)
+		// The item, and then its JSON, go in the buffer's spare capacity: the
+		// body is read while the item is encoded.
+		it, problems := decodeItem(body[len(body):], body)
 		if problems != nil {
 			// RFC 9110 §13.2.1: preconditions are evaluated before the content
 			// is processed, so a failed one wins over a bad body.
@@ -82,16 +82,16 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 			writeFailure(w, &failure{status: http.StatusUnprocessableEntity, fields: problems})
 			return
 		}
-		created, written := store.Put(id, doc, func(current Item, exists bool) bool {
+		created, written := store.Put(id, it, func(current Item, exists bool) bool {
 			return conds.evaluate(current, exists, false) == 0
 		})
 		switch {
 		case !written:
 			writeFailure(w, errPreconditionFailed)
 		case created:
-			writeJSON(w, http.StatusCreated, doc)
+			writeJSON(w, http.StatusCreated, appendItemJSON(it[len(it):], it))
 		default:
-			writeJSON(w, http.StatusOK, doc)
+			writeJSON(w, http.StatusOK, appendItemJSON(it[len(it):], it))
 		}
 	})
 }
@@ -123,7 +123,10 @@ func handleGet(store *Store) http.Handler {
 		case http.StatusPreconditionFailed:
 			writeFailure(w, errPreconditionFailed)
 		default:
-			writeJSON(w, http.StatusOK, []byte(it))
+			buf := getBuffer()
+			defer putBuffer(buf)
+			*buf = appendItemJSON((*buf)[:0], it)
+			writeJSON(w, http.StatusOK, *buf)
 		}
 	})
 }
@@ -162,7 +165,7 @@ func handleList(store *Store) http.Handler {
 		entries := store.All()
 		size := 2
 		for _, e := range entries {
-			size += len(e.ID) + len(e.Item) + 4
+			size += len(e.ID) + len(e.Item) + len(`"":{"name":,"size":},`)
 		}
 		b := make([]byte, 0, size)
 		b = append(b, '{')
@@ -172,7 +175,7 @@ func handleList(store *Store) http.Handler {
 			}
 			b = appendJSONString(b, e.ID)
 			b = append(b, ':')
-			b = append(b, e.Item...)
+			b = appendItemJSON(b, e.Item)
 		}
 		b = append(b, '}')
 		writeJSON(w, http.StatusOK, b)
@@ -454,8 +457,8 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the real ResponseWriter.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// entityTag returns the strong entity tag of it: a hash of its canonical
-// bytes. Equal items get equal tags, also across restarts, and no per-item
+// entityTag returns the strong entity tag of it: a hash of its stored form,
+// which maps one to one to its JSON. Equal items get equal tags, also across restarts, and no per-item
 // state is stored. SHA-256 rather than a fast non-cryptographic hash, because
 // a client that could make two items collide could make a conditional write
 // succeed against the wrong item.
@@ -612,7 +615,7 @@ func echo(raw []byte) json.RawMessage {
 }
 
 // decodeItem decodes a PUT body under the request contract and appends the
-// item's canonical JSON to dst. It returns every problem found, or nil.
+// item, in Item's form, to dst. It returns every problem found, or nil.
 //
 // It is stricter than encoding/json and cheaper: keys match exactly, trailing
 // data is an error, and the two members are read in place without
@@ -671,11 +674,10 @@ func decodeItem(dst, body []byte) ([]byte, []fieldError) {
 	return appendItem(dst, name, rawSize, size), nil
 }
 
-// appendItem appends the canonical JSON of an item to dst: name is the
-// item's name as a JSON string token (nil for null) and size its value if
-// rawSize is not nil.
+// appendItem appends an item in Item's form to dst: name is the item's name
+// as a JSON string token (nil for null) and size its value if rawSize is not
+// nil. Names are canonicalised, so that equal items are stored alike.
 func appendItem(dst, name, rawSize []byte, size int64) []byte {
-	dst = append(dst, `{"name":`...)
 	switch {
 	case name == nil:
 		dst = append(dst, "null"...)
@@ -687,13 +689,10 @@ func appendItem(dst, name, rawSize []byte, size int64) []byte {
 		_ = json.Unmarshal(name, &s) // cannot fail: json.Valid passed
 		dst = appendJSONString(dst, s)
 	}
-	dst = append(dst, `,"size":`...)
 	if rawSize == nil {
-		dst = append(dst, "null"...)
-	} else {
-		dst = strconv.AppendInt(dst, size, 10)
+		return append(dst, "null"...)
 	}
-	return append(dst, '}')
+	return strconv.AppendInt(dst, size, 10)
 }
 
 // checkSize validates the JSON number (or other value) raw as a size and

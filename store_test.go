@@ -7,16 +7,16 @@ import (
 
 func TestStorePutGetDelete(t *testing.T) {
 	s := NewStore(false)
-	doc := []byte(`{"name":"a","size":1}`)
+	doc := []byte(`"a"1`)
 	id := []byte("k")
 	if created, written := s.Put(string(id), doc, nil); !created || !written {
 		t.Fatalf("first Put = %v, %v; want created and written", created, written)
 	}
-	doc[10] = 'X' // the store must have copied it
-	if it, ok := s.Get("k"); !ok || it != `{"name":"a","size":1}` {
+	doc[1] = 'X' // the store must have copied it
+	if it, ok := s.Get("k"); !ok || it != `"a"1` {
 		t.Errorf("Get(k) = %s, %v; want the item as put", it, ok)
 	}
-	if created, written := s.Put("k", []byte(`{"name":null,"size":null}`), nil); created || !written {
+	if created, written := s.Put("k", []byte(`nullnull`), nil); created || !written {
 		t.Errorf("second Put = %v, %v; want written, not created", created, written)
 	}
 	if found, deleted := s.Delete("k", nil); !found || !deleted {
@@ -33,7 +33,7 @@ func TestStorePutGetDelete(t *testing.T) {
 func TestStorePreconditions(t *testing.T) {
 	s := NewStore(true)
 	refuse := func(Item, bool) bool { return false }
-	if created, written := s.Put("foo", []byte(`{}`), refuse); created || written {
+	if created, written := s.Put("foo", []byte(`nullnull`), refuse); created || written {
 		t.Errorf("refused Put = %v, %v; want neither", created, written)
 	}
 	if found, deleted := s.Delete("foo", refuse); !found || deleted {
@@ -41,27 +41,46 @@ func TestStorePreconditions(t *testing.T) {
 	}
 	var saw Item
 	var sawExists bool
-	s.Put("foo", []byte(`{"name":null,"size":null}`), func(cur Item, exists bool) bool {
+	s.Put("foo", []byte(`nullnull`), func(cur Item, exists bool) bool {
 		saw, sawExists = cur, exists
 		return true
 	})
 	if saw != seedItems["foo"] || !sawExists {
 		t.Errorf("precondition saw %q, %v; want the current item", saw, sawExists)
 	}
-	if it, _ := s.Get("foo"); it != `{"name":null,"size":null}` {
+	if it, _ := s.Get("foo"); it != `nullnull` {
 		t.Errorf("after an allowed Put, foo = %s", it)
 	}
 }
 
 func TestStoreAllSorted(t *testing.T) {
 	s := NewStore(true)
-	s.Put("a", []byte(`{}`), nil)
-	s.Put("zz", []byte(`{}`), nil)
+	s.Put("a", []byte(`nullnull`), nil)
+	s.Put("zz", []byte(`nullnull`), nil)
 	var ids []string
 	for _, e := range s.All() {
 		ids = append(ids, e.ID)
 	}
 	if want := []string{"a", "bar", "foo", "zz"}; !slices.Equal(ids, want) {
 		t.Errorf("All ids = %v, want %v", ids, want)
+	}
+}
+
+func TestAppendItemJSON(t *testing.T) {
+	tests := []struct{ item, want string }{
+		{`"Fighters"6`, `{"name":"Fighters","size":6}`},
+		{`null3`, `{"name":null,"size":3}`},
+		{`"x"null`, `{"name":"x","size":null}`},
+		{`nullnull`, `{"name":null,"size":null}`},
+		{`"q\"uote\\"-9223372036854775808`, `{"name":"q\"uote\\","size":-9223372036854775808}`},
+		{`""0`, `{"name":"","size":0}`},
+	}
+	for _, tt := range tests {
+		if got := string(appendItemJSON(nil, Item(tt.item))); got != tt.want {
+			t.Errorf("appendItemJSON(%s) = %s, want %s", tt.item, got, tt.want)
+		}
+		if got := string(appendItemJSON(nil, []byte(tt.item))); got != tt.want {
+			t.Errorf("appendItemJSON([]byte(%s)) = %s, want %s", tt.item, got, tt.want)
+		}
 	}
 }

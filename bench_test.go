@@ -1,0 +1,118 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// discardWriter is a ResponseWriter that keeps nothing but the status, so
+// that the benchmarks measure the handler rather than a recorder.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.header }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(status int)      { d.status = status }
+
+// benchRequest returns a reusable request whose body is body each time it
+// is reset.
+func benchRequest(method, path, body string) (*http.Request, func()) {
+	rd := strings.NewReader(body)
+	r, _ := http.NewRequest(method, "http://bench"+path, io.NopCloser(rd))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r, func() { rd.Reset(body) }
+}
+
+// serve runs one request through h and checks its status.
+func serve(b *testing.B, h http.Handler, w *discardWriter, r *http.Request, want int) {
+	clear(w.header)
+	w.status = 0
+	h.ServeHTTP(w, r)
+	if w.status != want {
+		b.Fatalf("%s %s: status = %d, want %d", r.Method, r.URL.Path, w.status, want)
+	}
+}
+
+func newBenchHandler() http.Handler {
+	return NewServer(NewStore(true), slog.New(slog.DiscardHandler), 1<<20, false)
+}
+
+const benchBody = `{"name":"Fighters","size":6}`
+
+// BenchmarkPutUpdate replaces one existing item, the bench harness's update
+// workload.
+func BenchmarkPutUpdate(b *testing.B) {
+	h := newBenchHandler()
+	w := &discardWriter{header: http.Header{}}
+	r, reset := benchRequest("PUT", "/items/foo", benchBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		reset()
+		serve(b, h, w, r, http.StatusOK)
+	}
+}
+
+// BenchmarkPutCreate creates a new item each time.
+func BenchmarkPutCreate(b *testing.B) {
+	h := newBenchHandler()
+	w := &discardWriter{header: http.Header{}}
+	r, reset := benchRequest("PUT", "/items/x", benchBody)
+	paths := make([]string, 0, 1<<20)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		if i == len(paths) {
+			paths = append(paths, "/items/c"+strconv.Itoa(i))
+		}
+		r.URL.Path = paths[i]
+		i++
+		reset()
+		b.StartTimer()
+		serve(b, h, w, r, http.StatusCreated)
+	}
+}
+
+// BenchmarkPutIfMatch is a conditional update, which hashes the current item
+// inside the store's critical section.
+func BenchmarkPutIfMatch(b *testing.B) {
+	h := newBenchHandler()
+	w := &discardWriter{header: http.Header{}}
+	r, reset := benchRequest("PUT", "/items/foo", `{"name":"Fighters","size":6}`)
+	r.Header.Set("If-Match", entityTag(seedItems["foo"]))
+	b.ReportAllocs()
+	for b.Loop() {
+		reset()
+		serve(b, h, w, r, http.StatusOK)
+	}
+}
+
+// BenchmarkGet reads one item with its entity tag.
+func BenchmarkGet(b *testing.B) {
+	h := newBenchHandler()
+	w := &discardWriter{header: http.Header{}}
+	r, _ := http.NewRequest("GET", "http://bench/items/foo", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		serve(b, h, w, r, http.StatusOK)
+	}
+}
+
+// BenchmarkRejected is a PUT refused for its body: the validation path.
+func BenchmarkRejected(b *testing.B) {
+	h := newBenchHandler()
+	w := &discardWriter{header: http.Header{}}
+	r, reset := benchRequest("PUT", "/items/foo", `{"name":"Fighters","size":"six"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		reset()
+		serve(b, h, w, r, http.StatusUnprocessableEntity)
+	}
+}
