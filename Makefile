@@ -4,7 +4,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ADDR        ?= 127.0.0.1:8000
 BENCHTIME   ?= 1s
 
-.PHONY: run build test lint bench
+.PHONY: run build test lint bench load
 
 ## run: start the service with the seeded items on $(ADDR)
 run:
@@ -27,3 +27,9 @@ lint:
 ## bench: in-process benchmarks of the real handler
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+## load: the shared load harness against a fresh build (see load.sh)
+load:
+	./load.sh throughput
+	./load.sh rss
+	./load.sh 1m

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# load.sh: measure a fresh build of itemsvc with the shared load harness
+# (../shared/bench; run its setup.sh once for wrk and the FastAPI original).
+#
+#   ./load.sh throughput [ROUNDS]  update, create and mixed workloads: itemsvc
+#                                  against bare net/http and FastAPI (default 5 rounds)
+#   ./load.sh rss                  peak RSS after 1,000,000 creates: itemsvc, FastAPI
+#   ./load.sh 1m [ROUNDS]          mixed workload with 1M items stored vs 1k (default 3)
+#
+# Servers run pinned to core 0, load generators to core 1, on 127.0.0.1 only.
+# Every run is bounded in time, and only processes this script started are
+# stopped, by PID.
+set -euo pipefail
+cd "$(dirname "$0")"
+BENCH=${BENCH:-../shared/bench}
+BIN=$(mktemp -d)/itemsvc
+go build -o "$BIN" .
+SVC="exec $BIN -addr 127.0.0.1:\$PORT -access-log=false"
+
+SPID=""
+stop() {
+  [[ -n $SPID ]] || return 0
+  kill -TERM "$SPID" 2>/dev/null || true
+  wait "$SPID" 2>/dev/null || true
+  SPID=""
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+# start_itemsvc starts itemsvc on a free port and waits until it answers.
+start_itemsvc() {
+  PORT=$(free_port)
+  taskset -c 0 "$BIN" -addr "127.0.0.1:$PORT" -access-log=false 2>/dev/null &
+  SPID=$!
+  for _ in $(seq 100); do
+    curl -s -o /dev/null -m 1 "http://127.0.0.1:$PORT/healthz" && return 0
+    sleep 0.1
+  done
+  echo "itemsvc did not start" >&2
+  exit 1
+}
+
+case ${1:-} in
+throughput)
+  for w in update create mixed; do
+    "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -m 900 bare fastapi-1w "itemsvc=$SVC"
+  done
+  ;;
+rss)
+  (cd "$BENCH/fill" && go build -o "$(dirname "$BIN")/fill" .)
+  start_itemsvc
+  echo "== itemsvc (pid $SPID)"
+  timeout 215 taskset -c 1 "$(dirname "$BIN")/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s
+  stop
+  "$BENCH/rss1m.sh" -t 400 fastapi-1w
+  ;;
+1m)
+  (cd "$BENCH/fill" && go build -o "$(dirname "$BIN")/fill" .)
+  for r in $(seq "${2:-3}"); do
+    for stored in 1k 1m; do
+      start_itemsvc
+      if [[ $stored == 1m ]]; then
+        timeout 215 taskset -c 1 "$(dirname "$BIN")/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s | tail -1
+      fi
+      curl -s -m 10 -o /dev/null -X PUT -H 'Content-Type: application/json' \
+        -d '{"name":"Fighters","size":6}' "http://127.0.0.1:$PORT/items/m[0-999]"
+      WRK_RUN="r$r$stored" taskset -c 1 wrk -t1 -c32 -d1s -s "$BENCH/lua/mixed.lua" "http://127.0.0.1:$PORT" >/dev/null
+      printf 'round %s stored=%s ' "$r" "$stored"
+      WRK_RUN="m$r$stored" taskset -c 1 wrk -t1 -c32 -d5s --timeout 5s -s "$BENCH/lua/mixed.lua" "http://127.0.0.1:$PORT" | grep '^RESULT'
+      stop
+    done
+  done
+  ;;
+*)
+  sed -n '2,13p' "$0"
+  exit 2
+  ;;
+esac
