@@ -3,8 +3,10 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ADDR        ?= 127.0.0.1:8000
 BENCHTIME   ?= 1s
+FUZZTIME    ?= 60s
+REDOCLY     ?= @redocly/cli@2.77.0
 
-.PHONY: run build test lint bench load
+.PHONY: run build test lint bench fuzz lint-openapi load
 
 ## run: start the service with the seeded items on $(ADDR)
 run:
@@ -27,6 +29,15 @@ lint:
 ## bench: in-process benchmarks of the real handler
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+## fuzz: each fuzz target for $(FUZZTIME); make test already runs their seed corpora
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzParseJSONInt$$' -fuzztime $(FUZZTIME) .
+
+## lint-openapi: validate openapi.json with Redocly's linter (pinned; needs Node.js and npm)
+lint-openapi:
+	npx --yes $(REDOCLY) lint --extends recommended-strict openapi.json
 
 ## load: the shared load harness against a fresh build (see load.sh)
 load:

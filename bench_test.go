@@ -30,8 +30,8 @@ func benchRequest(method, path, body string) (*http.Request, func()) {
 	return r, func() { rd.Reset(body) }
 }
 
-// serve runs one request through h and checks its status.
-func serve(b *testing.B, h http.Handler, w *discardWriter, r *http.Request, want int) {
+// serveBench runs one request through h and checks its status.
+func serveBench(b *testing.B, h http.Handler, w *discardWriter, r *http.Request, want int) {
 	clear(w.header)
 	w.status = 0
 	h.ServeHTTP(w, r)
@@ -55,7 +55,7 @@ func BenchmarkPutUpdate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		reset()
-		serve(b, h, w, r, http.StatusOK)
+		serveBench(b, h, w, r, http.StatusOK)
 	}
 }
 
@@ -76,7 +76,7 @@ func BenchmarkPutCreate(b *testing.B) {
 		i++
 		reset()
 		b.StartTimer()
-		serve(b, h, w, r, http.StatusCreated)
+		serveBench(b, h, w, r, http.StatusCreated)
 	}
 }
 
@@ -90,7 +90,7 @@ func BenchmarkPutIfMatch(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		reset()
-		serve(b, h, w, r, http.StatusOK)
+		serveBench(b, h, w, r, http.StatusOK)
 	}
 }
 
@@ -101,7 +101,7 @@ func BenchmarkGet(b *testing.B) {
 	r, _ := http.NewRequest("GET", "http://bench/items/foo", nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		serve(b, h, w, r, http.StatusOK)
+		serveBench(b, h, w, r, http.StatusOK)
 	}
 }
 
@@ -113,6 +113,6 @@ func BenchmarkRejected(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		reset()
-		serve(b, h, w, r, http.StatusUnprocessableEntity)
+		serveBench(b, h, w, r, http.StatusUnprocessableEntity)
 	}
 }

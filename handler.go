@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,8 @@ func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool)
 	mux.Handle("/items/{id}", methodNotAllowed("GET, HEAD, PUT, DELETE"))
 	mux.Handle("GET /healthz", handleHealth())
 	mux.Handle("/healthz", methodNotAllowed("GET, HEAD"))
+	mux.Handle("GET /openapi.json", handleOpenAPI())
+	mux.Handle("/openapi.json", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/", handleNotFound())
 
 	h := recoverPanics(mux, logger)
@@ -190,6 +193,19 @@ var healthBody = []byte(`{"status":"ok"}`)
 func handleHealth() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, healthBody)
+	})
+}
+
+// openAPIDoc is the OpenAPI 3.1 description of this API. Tests check it
+// against the routes and the handlers' answers.
+//
+//go:embed openapi.json
+var openAPIDoc []byte
+
+// handleOpenAPI serves openAPIDoc.
+func handleOpenAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, openAPIDoc)
 	})
 }
 

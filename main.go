@@ -56,9 +56,8 @@ func main() {
 	}
 }
 
-// run parses args, serves until ctx is cancelled, then shuts down
-// gracefully: it stops accepting, lets in-flight requests finish (for at
-// most shutdownTimeout) and returns nil. Logs go to stderr.
+// run parses args and serves until ctx is cancelled (see serve). Logs go to
+// stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	flags := flag.NewFlagSet("itemsvc", flag.ContinueOnError)
 	flags.SetOutput(stderr)
@@ -94,8 +93,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           NewServer(NewStore(*seed), logger, *maxBody, *accessLog),
+	srv := newHTTPServer(NewServer(NewStore(*seed), logger, *maxBody, *accessLog), logger)
+	return serve(ctx, srv, ln, logger)
+}
+
+// newHTTPServer returns the http.Server for h, with the timeouts and limits
+// above.
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -103,8 +109,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("listening", "addr", ln.Addr().String())
+}
 
+// serve runs srv on ln until ctx is done, then shuts down gracefully: it
+// stops accepting, lets in-flight requests finish (for at most
+// shutdownTimeout), and returns nil.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.Logger) error {
+	logger.Info("listening", "addr", ln.Addr().String())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	select {
