@@ -50,12 +50,18 @@ func (d openAPI) operations() map[string]map[string]map[string]any {
 	for path, item := range d["paths"].(map[string]any) {
 		ops[path] = map[string]map[string]any{}
 		for method, op := range item.(map[string]any) {
-			if method != "parameters" {
+			if method != "parameters" && !strings.HasPrefix(method, "x-") {
 				ops[path][strings.ToUpper(method)] = op.(map[string]any)
 			}
 		}
 	}
 	return ops
+}
+
+// notAllowed returns a path's x-method-not-allowed: its 405 answer.
+func (d openAPI) notAllowed(path string) map[string]any {
+	item := d["paths"].(map[string]any)[path].(map[string]any)
+	return orEmpty(item["x-method-not-allowed"])
 }
 
 func TestOpenAPIServed(t *testing.T) {
@@ -100,16 +106,18 @@ func TestOpenAPIRoutes(t *testing.T) {
 			t.Errorf("route %q: openapi.json has no %s %s", pattern, method, path)
 		}
 	}
+	doc := loadOpenAPI(t)
 	for path, methods := range ops {
-		for method, op := range methods {
-			_, documents405 := op["responses"].(map[string]any)["405"]
-			switch {
-			case served[method+" "+path]:
-			case method == "HEAD" && served["GET "+path]: // the mux serves HEAD with GET
-			case documents405 && served[path]:
-			default:
+		for method := range methods {
+			if !served[method+" "+path] && !(method == "HEAD" && served["GET "+path]) { // the mux serves HEAD with GET
 				t.Errorf("openapi.json documents %s %s, which no route serves", method, path)
 			}
+		}
+		if len(doc.notAllowed(path)) > 0 && !served[path] {
+			t.Errorf("openapi.json documents 405 answers on %s, but no route gives them", path)
+		}
+		if served[path] && len(doc.notAllowed(path)) == 0 {
+			t.Errorf("route %q answers 405, which openapi.json does not document for %s", path, path)
 		}
 	}
 }
@@ -121,47 +129,58 @@ type example struct {
 	body               []byte
 	header             map[string]string
 	status             int
+	response           map[string]any // the documented answer
 }
 
-// examples collects the document's examples: request-body examples and an
-// operation's x-examples, each with x-status and optionally x-id and
-// x-headers.
+// examples collects the document's examples, each with x-status and
+// optionally x-id and x-headers: request-body examples, an operation's
+// x-examples (with the body as text in x-body), and each path's
+// x-method-not-allowed examples (with the method in x-method).
 func (d openAPI) examples(t *testing.T) []example {
 	var out []example
+	add := func(path, method, name string, ex map[string]any, body []byte, responses map[string]any) {
+		e := example{name: method + " " + path + " " + name, method: method, path: path, docPath: path, body: body, header: map[string]string{}}
+		if id, ok := ex["x-id"].(string); ok {
+			e.path = strings.ReplaceAll(path, "{id}", id)
+		}
+		status, err := strconv.Atoi(fmt.Sprint(ex["x-status"]))
+		if err != nil {
+			t.Fatalf("example %s: x-status %v", e.name, ex["x-status"])
+		}
+		e.status = status
+		e.response = d.resolve(responses[strconv.Itoa(status)])
+		if body != nil {
+			e.header["Content-Type"] = "application/json"
+		}
+		for k, v := range orEmpty(ex["x-headers"]) {
+			e.header[k] = v.(string)
+		}
+		out = append(out, e)
+	}
 	for path, methods := range d.operations() {
 		for method, op := range methods {
-			add := func(name string, ex map[string]any, body []byte) {
-				e := example{name: method + " " + path + " " + name, method: method, path: path, docPath: path, body: body, header: map[string]string{}}
-				if id, ok := ex["x-id"].(string); ok {
-					e.path = strings.ReplaceAll(path, "{id}", id)
-				}
-				status, err := strconv.Atoi(fmt.Sprint(ex["x-status"]))
-				if err != nil {
-					t.Fatalf("example %s: x-status %v", e.name, ex["x-status"])
-				}
-				e.status = status
-				if body != nil {
-					e.header["Content-Type"] = "application/json"
-				}
-				for k, v := range ex["x-headers"].(map[string]any) {
-					e.header[k] = v.(string)
-				}
-				out = append(out, e)
-			}
+			responses := op["responses"].(map[string]any)
 			if rb, ok := op["requestBody"].(map[string]any); ok {
 				media := rb["content"].(map[string]any)["application/json"].(map[string]any)
 				for name, ex := range media["examples"].(map[string]any) {
 					ex := ex.(map[string]any)
 					body, _ := json.Marshal(ex["value"])
-					ex["x-headers"] = orEmpty(ex["x-headers"])
-					add(name, ex, body)
+					add(path, method, name, ex, body, responses)
 				}
 			}
 			for name, ex := range orEmpty(op["x-examples"]) {
 				ex := ex.(map[string]any)
-				ex["x-headers"] = orEmpty(ex["x-headers"])
-				add(name, ex, nil)
+				var body []byte
+				if text, ok := ex["x-body"].(string); ok {
+					body = []byte(text)
+				}
+				add(path, method, name, ex, body, responses)
 			}
+		}
+		na := d.notAllowed(path)
+		for name, ex := range orEmpty(na["examples"]) {
+			ex := ex.(map[string]any)
+			add(path, ex["x-method"].(string), name, ex, nil, map[string]any{"405": na["response"]})
 		}
 	}
 	return out
@@ -196,16 +215,21 @@ func TestOpenAPIExamples(t *testing.T) {
 			continue
 		}
 		statuses[e.status] = true
-		op := doc.operations()[e.docPath][e.method]
-		resp := doc.resolve(op["responses"].(map[string]any)[strconv.Itoa(e.status)])
+		resp := e.response
 		if resp == nil {
 			t.Errorf("%s: status %d is not documented", e.name, e.status)
 			continue
 		}
-		for name := range orEmpty(resp["headers"]) {
-			if w.Header().Get(name) == "" {
+		for name, h := range orEmpty(resp["headers"]) {
+			got := w.Header().Get(name)
+			if got == "" {
 				t.Errorf("%s: documented header %s is missing", e.name, name)
+			} else if err := doc.validate(doc.resolve(h)["schema"], got, name); err != nil {
+				t.Errorf("%s: %v", e.name, err)
 			}
+		}
+		if allow, ok := doc.notAllowed(e.docPath)["allow"].(string); ok && e.status == http.StatusMethodNotAllowed && w.Header().Get("Allow") != allow {
+			t.Errorf("%s: Allow = %q, want %q as documented", e.name, w.Header().Get("Allow"), allow)
 		}
 		media, ok := orEmpty(resp["content"])["application/json"].(map[string]any)
 		if !ok || e.method == "HEAD" {
