@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -37,7 +38,7 @@ func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool)
 	mux.Handle("/openapi.json", methodNotAllowed("GET, HEAD"))
 	mux.Handle("/", handleNotFound())
 
-	h := recoverPanics(mux, logger)
+	h := recoverPanics(rejectUncleanPaths(mux), logger)
 	if accessLog {
 		h = logAccess(h, logger)
 	}
@@ -406,6 +407,21 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.WriteHeader(status)
 	// A failed write means the client has gone; there is no one to tell.
 	_, _ = w.Write(body)
+}
+
+// rejectUncleanPaths answers 404 for a path with "." or ".." segments or
+// doubled slashes. The mux would redirect it to the cleaned path, with a
+// plain-text or empty body, and a PUT is no request to redirect.
+func rejectUncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		clean := path.Clean(p) // no allocation when p is already clean
+		if p != clean && p != clean+"/" {
+			writeFailure(w, errNotFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // recoverPanics turns a panic in next into a logged error and a JSON 500, so
