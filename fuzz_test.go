@@ -69,7 +69,9 @@ func FuzzHandler(f *testing.F) {
 			if after := contents(store); !maps.Equal(after, before) {
 				t.Fatalf("%s: refused with %d but the store changed: %v", call, resp.StatusCode, after)
 			}
-		case method == "HEAD" || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified:
+		case method == "HEAD":
+			// net/http drops a HEAD answer's body; the recorder does not.
+		case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified:
 			if got != "" {
 				t.Fatalf("%s: status %d with body %q", call, resp.StatusCode, got)
 			}

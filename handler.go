@@ -49,12 +49,7 @@ func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool)
 // replaced one, always with the item as stored.
 func handlePut(store *Store, maxBody int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, f := itemID(r)
-		if f != nil {
-			writeFailure(w, f)
-			return
-		}
-		conds, f := parseConditions(r.Header)
+		id, conds, f := itemRequest(r)
 		if f != nil {
 			writeFailure(w, f)
 			return
@@ -89,14 +84,15 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 		created, written := store.Put(id, it, func(current Item, exists bool) bool {
 			return conds.evaluate(current, exists, false) == 0
 		})
-		switch {
-		case !written:
+		if !written {
 			writeFailure(w, errPreconditionFailed)
-		case created:
-			writeJSON(w, http.StatusCreated, appendItemJSON(it[len(it):], it))
-		default:
-			writeJSON(w, http.StatusOK, appendItemJSON(it[len(it):], it))
+			return
 		}
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		writeJSON(w, status, appendItemJSON(it[len(it):], it))
 	})
 }
 
@@ -104,12 +100,7 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 // the client's copy is current.
 func handleGet(store *Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, f := itemID(r)
-		if f != nil {
-			writeFailure(w, f)
-			return
-		}
-		conds, f := parseConditions(r.Header)
+		id, conds, f := itemRequest(r)
 		if f != nil {
 			writeFailure(w, f)
 			return
@@ -138,12 +129,7 @@ func handleGet(store *Store) http.Handler {
 // handleDelete removes an item: 204, or 404 if there is none.
 func handleDelete(store *Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, f := itemID(r)
-		if f != nil {
-			writeFailure(w, f)
-			return
-		}
-		conds, f := parseConditions(r.Header)
+		id, conds, f := itemRequest(r)
 		if f != nil {
 			writeFailure(w, f)
 			return
@@ -229,6 +215,17 @@ func handleNotFound() http.Handler {
 // maxIDLen bounds an id in bytes: room for any UUID, URL or path-like key,
 // while a single id can never dominate memory.
 const maxIDLen = 1024
+
+// itemRequest returns what every request for one item carries, its id and
+// its condition headers, or the failure that one of them gets.
+func itemRequest(r *http.Request) (string, conditions, *failure) {
+	id, f := itemID(r)
+	if f != nil {
+		return "", conditions{}, f
+	}
+	conds, f := parseConditions(r.Header)
+	return id, conds, f
+}
 
 // itemID returns the request's {id}, already percent-decoded by the mux, or
 // the failure that an unusable id gets.
