@@ -277,8 +277,10 @@ func readBody(r *http.Request, buf []byte, max int64) ([]byte, *failure) {
 	if r.ContentLength > max {
 		return buf, tooLarge(max)
 	}
-	if r.ContentLength > 0 && int64(cap(buf)) <= r.ContentLength {
-		buf = make([]byte, 0, r.ContentLength+1) // +1 so the EOF read has room
+	// Size the buffer for a declared length, +1 so the EOF read has room,
+	// but only up to what a request must prove by sending it.
+	if r.ContentLength > 0 && int64(cap(buf)) <= r.ContentLength && r.ContentLength < maxPooledBuffer {
+		buf = make([]byte, 0, r.ContentLength+1)
 	}
 	for {
 		if len(buf) == cap(buf) {

@@ -462,3 +462,19 @@ func TestAccessLog(t *testing.T) {
 		t.Errorf("access log = %+v, want %+v", got, want)
 	}
 }
+
+// TestLargeBodyWithinLimit stores a body far larger than the buffers the
+// handler pools, just under the default limit.
+func TestLargeBodyWithinLimit(t *testing.T) {
+	store := NewStore(false)
+	srv := httptest.NewServer(NewServer(store, slog.New(slog.DiscardHandler), 1<<20, false))
+	defer srv.Close()
+	name := strings.Repeat("é", (1<<20-40)/2)
+	resp, body := do(t, srv, req{"PUT", "/items/big", `{"name":"` + name + `","size":1}`, jsonCT})
+	if resp.StatusCode != http.StatusCreated || body != `{"name":"`+name+`","size":1}` {
+		t.Fatalf("PUT of a %d-byte body: status %d, %d-byte answer; want 201 with the item", len(name)+20, resp.StatusCode, len(body))
+	}
+	if it, _ := store.Get("big"); it != Item(`"`+name+`"1`) {
+		t.Errorf("stored item of %d bytes, want %d", len(it), len(name)+3)
+	}
+}
