@@ -33,6 +33,7 @@ bench:
 ## fuzz: each fuzz target for $(FUZZTIME); make test already runs their seed corpora
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeItem$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJSONInt$$' -fuzztime $(FUZZTIME) .
 
 ## lint-openapi: validate openapi.json with Redocly's linter (pinned; needs Node.js and npm)

@@ -127,3 +127,53 @@ func TestMatchTag(t *testing.T) {
 		}
 	}
 }
+
+// TestScannerAgreesWithEncodingJSON checks bodyScanner's syntax decisions
+// against encoding/json on inputs at the edges of the grammar.
+func TestScannerAgreesWithEncodingJSON(t *testing.T) {
+	inputs := []string{
+		`{}`, `[]`, `""`, `0`, `-0`, `-`, `01`, `1.`, `.5`, `1e`, `1e+`, `1E-2`, `-1.5e10`, `+1`,
+		`true`, `tru`, `truex`, `nul`, `null `, ` {"a":1} `, `{"a":1,}`, `{,}`, `[1,]`, `[,1]`, `{"a" 1}`,
+		`{"a":1 "b":2}`, `{1:2}`, `"\u00e9"`, `"\u00g9"`, `"\ud800"`, `"\x"`, `"a` + "\t" + `"`, `"\/"`,
+		`{"a":[1,{"b":[]}]}`, `[[[]]]`, `{"a":"}"}`, `"\\"`, `"\"`, `[1 2]`, "\u00a0{}", `{"a":1}{}`,
+		strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth),
+		strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1),
+		strings.Repeat(`{"a":`, maxDepth) + "1" + strings.Repeat("}", maxDepth),
+		strings.Repeat(`{"a":`, maxDepth+1) + "1" + strings.Repeat("}", maxDepth+1),
+	}
+	for _, in := range inputs {
+		s := bodyScanner{b: []byte(in)}
+		s.skipSpace()
+		ok := s.value()
+		s.skipSpace()
+		ok = ok && s.i == len(in)
+		if want := json.Valid([]byte(in)); ok != want {
+			show := in
+			if len(show) > 40 {
+				show = show[:40] + "..."
+			}
+			t.Errorf("bodyScanner on %q: valid = %v, encoding/json says %v", show, ok, want)
+		}
+	}
+}
+
+// FuzzDecodeItem compares decodeItem with a plain encoding/json reading of
+// the same rules (referenceDecode), body by body: what one accepts the other
+// does, with the same item.
+func FuzzDecodeItem(f *testing.F) {
+	for _, s := range []string{``, `null`, `{}`, `{"name":"x","size":1}`, `{"size":6.0}`, `{"name":"\u00e9\"","size":-1e2}`,
+		`{"size":"6"}`, `[1]`, `{"a":[{"b":"}"}],"name":null}`, `{"name":"x"} x`, "{\"name\":\"\xff\"}", `{"n\u0061me":"y"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		it, problems := decodeItem(nil, []byte(body))
+		want, accept, sure := referenceDecode([]byte(body))
+		switch {
+		case !sure:
+		case accept != (problems == nil):
+			t.Fatalf("decodeItem(%q): problems %v; encoding/json accepts: %v", body, problems, accept)
+		case accept && !sameItem(string(appendItemJSON(nil, it)), want):
+			t.Fatalf("decodeItem(%q) = %s; encoding/json reads %s", body, appendItemJSON(nil, it), want)
+		}
+	})
+}

@@ -222,7 +222,7 @@ func TestErrors(t *testing.T) {
 		{"malformed JSON", req{"PUT", "/items/foo", `{"name":}`, jsonCT},
 			422, "", []problem{{"json_invalid", []any{"body", 8.0}}}, ""},
 		{"truncated JSON", req{"PUT", "/items/foo", `{"name":"x"`, jsonCT},
-			422, "", []problem{{"json_invalid", []any{"body", 10.0}}}, ""},
+			422, "", []problem{{"json_invalid", []any{"body", 11.0}}}, ""},
 		{"trailing data", req{"PUT", "/items/foo", `{"name":"x"} x`, jsonCT},
 			422, "", []problem{{"json_invalid", []any{"body", 13.0}}}, ""},
 		{"invalid UTF-8", req{"PUT", "/items/foo", "{\"name\":\"\xff\"}", jsonCT},
