@@ -150,33 +150,7 @@ func TestETag(t *testing.T) {
 func TestCreateOnlyRace(t *testing.T) {
 	srv, store := newTestServer(t)
 	const clients = 50
-	statuses := make(chan int, clients)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			r, _ := http.NewRequest("PUT", srv.URL+"/items/once", strings.NewReader(`{"size":`+strconv.Itoa(i)+`}`))
-			r.Header.Set("Content-Type", "application/json")
-			r.Header.Set("If-None-Match", "*")
-			resp, err := srv.Client().Do(r)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			statuses <- resp.StatusCode
-		}()
-	}
-	close(start)
-	wg.Wait()
-	close(statuses)
-	counts := map[int]int{}
-	for s := range statuses {
-		counts[s]++
-	}
+	counts := concurrentPUTs(t, srv, "/items/once", clients, map[string]string{"If-None-Match": "*"})
 	if counts[http.StatusCreated] != 1 || counts[http.StatusPreconditionFailed] != clients-1 {
 		t.Errorf("%d create-only PUTs of one id: statuses %v, want one 201 and %d 412", clients, counts, clients-1)
 	}

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -342,7 +343,7 @@ func equalJSON(a, b any) bool {
 func TestSameNewIDTwice(t *testing.T) {
 	srv, store := newTestServer(t)
 	for i, want := range []int{http.StatusCreated, http.StatusOK} {
-		resp, body := do(t, srv, req{"PUT", "/items/twice", `{"size":` + string(rune('1'+i)) + `}`, jsonCT})
+		resp, body := do(t, srv, req{"PUT", "/items/twice", `{"size":` + strconv.Itoa(i+1) + `}`, jsonCT})
 		if resp.StatusCode != want {
 			t.Errorf("PUT /items/twice #%d: status = %d, want %d (body %s)", i+1, resp.StatusCode, want, body)
 		}
@@ -378,16 +379,32 @@ func TestBodyLimitChunked(t *testing.T) {
 func TestConcurrentCreate(t *testing.T) {
 	srv, store := newTestServer(t)
 	const clients = 50
-	statuses := make(chan int, clients)
-	var wg sync.WaitGroup
+	counts := concurrentPUTs(t, srv, "/items/race", clients, nil)
+	if counts[http.StatusCreated] != 1 || counts[http.StatusOK] != clients-1 {
+		t.Errorf("%d concurrent PUTs of one new id: statuses %v, want one 201 and %d 200", clients, counts, clients-1)
+	}
+	if _, ok := store.Get("race"); !ok {
+		t.Error("the item is not stored")
+	}
+}
+
+// concurrentPUTs has n clients PUT a JSON body (each its own size) to path
+// at the same moment, with the extra header h, and counts the statuses.
+func concurrentPUTs(t *testing.T, srv *httptest.Server, path string, n int, h map[string]string) map[int]int {
+	t.Helper()
+	statuses := make(chan int, n)
 	start := make(chan struct{})
-	for i := range clients {
+	var wg sync.WaitGroup
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			r, _ := http.NewRequest("PUT", srv.URL+"/items/race", strings.NewReader(`{"size":`+string(rune('0'+i%10))+`}`))
+			r, _ := http.NewRequest("PUT", srv.URL+path, strings.NewReader(`{"size":`+strconv.Itoa(i)+`}`))
 			r.Header.Set("Content-Type", "application/json")
+			for k, v := range h {
+				r.Header.Set(k, v)
+			}
 			resp, err := srv.Client().Do(r)
 			if err != nil {
 				t.Error(err)
@@ -404,12 +421,7 @@ func TestConcurrentCreate(t *testing.T) {
 	for s := range statuses {
 		counts[s]++
 	}
-	if counts[http.StatusCreated] != 1 || counts[http.StatusOK] != clients-1 {
-		t.Errorf("%d concurrent PUTs of one new id: statuses %v, want one 201 and %d 200", clients, counts, clients-1)
-	}
-	if _, ok := store.Get("race"); !ok {
-		t.Error("the item is not stored")
-	}
+	return counts
 }
 
 // TestPanicBecomes500 checks that a panicking handler answers a JSON 500 and
