@@ -93,7 +93,7 @@ func appendItem(dst, name, rawSize []byte, size int64) []byte {
 		dst = append(dst, name...)
 	default:
 		var s string
-		_ = json.Unmarshal(name, &s) // cannot fail: json.Valid passed
+		_ = json.Unmarshal(name, &s) // cannot fail: the scanner checked the string
 		dst = appendJSONString(dst, s)
 	}
 	if rawSize == nil {
@@ -108,7 +108,7 @@ func checkSize(raw []byte, size *int64) *fieldError {
 	problem := func(typ, msg string) *fieldError {
 		return &fieldError{Type: typ, Loc: []any{"body", "size"}, Msg: msg, Input: echo(raw)}
 	}
-	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+	if c := raw[0]; c != '-' && !isDigit(c) {
 		return problem("int_type", "Input should be a valid integer")
 	}
 	n, r := parseJSONInt(raw)

@@ -307,9 +307,10 @@ func tooLarge(max int64) *failure {
 }
 
 // checkContentType refuses a body that is not declared as uncompressed UTF-8
-// JSON. The original reads any body as JSON; we do not, because a browser
-// page can send text/plain, form and multipart posts cross-site without
-// asking, and none of those must be able to write.
+// JSON, with a 415 that says what to send (the original answers such a body
+// with a puzzling "field required" 422). Refusing them also means that a
+// browser page, which can send text/plain, form and multipart bodies
+// cross-site without asking, can never write.
 func checkContentType(h http.Header) *failure {
 	for _, enc := range h["Content-Encoding"] {
 		for _, e := range strings.Split(enc, ",") {
