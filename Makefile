@@ -8,9 +8,9 @@ REDOCLY     ?= @redocly/cli@2.77.0
 
 .PHONY: run build test lint bench fuzz lint-openapi load
 
-## run: start the service with the seeded items on $(ADDR)
-run:
-	$(GO) run . -addr $(ADDR)
+## run: build, then start the service with the seeded items on $(ADDR)
+run: build
+	./itemsvc -addr $(ADDR)
 
 ## build: build ./itemsvc
 build:
