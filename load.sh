@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # load.sh: measure a fresh build of itemsvc with the shared load harness
-# (../shared/bench; run its setup.sh once for wrk and the FastAPI original).
+# (../shared/bench; its README lists the Debian packages it needs: wrk and the FastAPI original).
 #
 #   ./load.sh throughput [ROUNDS]  update, create and mixed workloads: itemsvc
 #                                  against bare net/http and FastAPI (default 5 rounds)
