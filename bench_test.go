@@ -51,13 +51,22 @@ const benchBody = `{"name":"Fighters","size":6}`
 // there in any handler with a {id} pattern) and the stored id and item,
 // which share one string.
 func BenchmarkPutUpdate(b *testing.B) {
-	h := newBenchHandler()
+	benchPutFoo(b, benchBody, nil, http.StatusOK)
+}
+
+// benchPutFoo times PUT /items/foo with body and the extra header h, which
+// must answer want every time.
+func benchPutFoo(b *testing.B, body string, h map[string]string, want int) {
+	handler := newBenchHandler()
 	w := &discardWriter{header: http.Header{}}
-	r, reset := benchRequest("PUT", "/items/foo", benchBody)
+	r, reset := benchRequest("PUT", "/items/foo", body)
+	for k, v := range h {
+		r.Header.Set(k, v)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		reset()
-		serveBench(b, h, w, r, http.StatusOK)
+		serveBench(b, handler, w, r, want)
 	}
 }
 
@@ -88,15 +97,7 @@ func BenchmarkPutCreate(b *testing.B) {
 // BenchmarkPutIfMatch is a conditional update, which hashes the current item
 // inside the store's critical section. Its third allocation is that tag.
 func BenchmarkPutIfMatch(b *testing.B) {
-	h := newBenchHandler()
-	w := &discardWriter{header: http.Header{}}
-	r, reset := benchRequest("PUT", "/items/foo", `{"name":"Fighters","size":6}`)
-	r.Header.Set("If-Match", entityTag(seedItems["foo"]))
-	b.ReportAllocs()
-	for b.Loop() {
-		reset()
-		serveBench(b, h, w, r, http.StatusOK)
-	}
+	benchPutFoo(b, benchBody, map[string]string{"If-Match": entityTag(seedItems["foo"])}, http.StatusOK)
 }
 
 // BenchmarkGet reads one item with its entity tag. Its allocations: the
@@ -115,12 +116,5 @@ func BenchmarkGet(b *testing.B) {
 // which allocates freely (the problem list and its JSON) since only bad
 // requests take it.
 func BenchmarkRejected(b *testing.B) {
-	h := newBenchHandler()
-	w := &discardWriter{header: http.Header{}}
-	r, reset := benchRequest("PUT", "/items/foo", `{"name":"Fighters","size":"six"}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		reset()
-		serveBench(b, h, w, r, http.StatusUnprocessableEntity)
-	}
+	benchPutFoo(b, `{"name":"Fighters","size":"six"}`, nil, http.StatusUnprocessableEntity)
 }
