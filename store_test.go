@@ -84,3 +84,24 @@ func TestAppendItemJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreReusesFreedSlots checks that deleted items' slots are reused, so
+// that churn does not grow the store, and that reuse mixes nothing up.
+func TestStoreReusesFreedSlots(t *testing.T) {
+	s := NewStore(false)
+	s.Put("a", []byte(`"a"1`), nil)
+	s.Put("b", []byte(`"b"2`), nil)
+	s.Delete("a", nil)
+	s.Put("c", []byte(`"c"3`), nil)
+	if len(s.items) != 2 {
+		t.Errorf("after put a, b, delete a, put c: %d slots, want 2", len(s.items))
+	}
+	for id, want := range map[string]Item{"b": `"b"2`, "c": `"c"3`} {
+		if got, ok := s.Get(id); !ok || got != want {
+			t.Errorf("Get(%s) = %s, %v; want %s", id, got, ok, want)
+		}
+	}
+	if _, ok := s.Get("a"); ok {
+		t.Error("a deleted item is still found")
+	}
+}
