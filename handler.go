@@ -373,8 +373,7 @@ var (
 // writeFailure sends f as {"detail": ...}.
 func writeFailure(w http.ResponseWriter, f *failure) {
 	if f.fields == nil {
-		b := append([]byte(`{"detail":`), 0)[:len(`{"detail":`)]
-		b = appendJSONString(b, f.detail)
+		b := appendJSONString([]byte(`{"detail":`), f.detail)
 		writeJSON(w, f.status, append(b, '}'))
 		return
 	}
@@ -523,8 +522,8 @@ func parseConditions(h http.Header) (conditions, *failure) {
 	return c, nil
 }
 
-// conditionField returns the field name of h, its lines joined as one list,
-// whether it is present, and whether it is well formed.
+// conditionField returns the value of the field name in h, its lines joined
+// into one list, whether the field is present, and whether it is well formed.
 func conditionField(h http.Header, name string) (value string, present, ok bool) {
 	lines, present := h[name]
 	switch len(lines) {
