@@ -11,7 +11,7 @@ import (
 )
 
 // fooTag is the entity tag of the seeded item foo.
-var fooTag = entityTag(seedItems["foo"])
+var fooTag = entityTag([]byte(seedItems["foo"]))
 
 // cond returns request headers with "{foo}" standing for foo's tag.
 func cond(kv ...string) map[string]string {
@@ -154,7 +154,7 @@ func TestCreateOnlyRace(t *testing.T) {
 	if counts[http.StatusCreated] != 1 || counts[http.StatusPreconditionFailed] != clients-1 {
 		t.Errorf("%d create-only PUTs of one id: statuses %v, want one 201 and %d 412", clients, counts, clients-1)
 	}
-	if _, ok := store.Get("once"); !ok {
+	if _, ok := store.Get(nil, "once"); !ok {
 		t.Error("the item is not stored")
 	}
 }
@@ -178,8 +178,8 @@ func TestNoLostUpdates(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	want := Item(`"Fighters"` + strconv.Itoa(6+clients*increments))
-	if got, _ := store.Get("foo"); got != want {
+	want := `"Fighters"` + strconv.Itoa(6+clients*increments)
+	if got, _ := store.Get(nil, "foo"); string(got) != want {
 		t.Errorf("after %d×%d conditional increments: foo = %s, want %s", clients, increments, got, want)
 	}
 }

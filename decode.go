@@ -26,7 +26,7 @@ func echo(raw []byte) json.RawMessage {
 }
 
 // decodeItem decodes a PUT body under the request contract and appends the
-// item, in Item's form, to dst. It returns every problem found, or nil.
+// item, in stored form, to dst. It returns every problem found, or nil.
 //
 // It is stricter than encoding/json and cheaper: keys match exactly, trailing
 // data is an error, and one pass over the body both checks its syntax and
@@ -81,7 +81,7 @@ func decodeItem(dst, body []byte) ([]byte, []fieldError) {
 // isNull reports whether the raw JSON value v is absent (nil) or null.
 func isNull(v []byte) bool { return v == nil || v[0] == 'n' }
 
-// appendItem appends an item in Item's form to dst: name is the item's name
+// appendItem appends an item in stored form to dst: name is the item's name
 // as a JSON string token (nil for null) and size its value if rawSize is not
 // nil. Names are canonicalised, so that equal items are stored alike.
 func appendItem(dst, name, rawSize []byte, size int64) []byte {
@@ -474,7 +474,7 @@ func parseJSONInt(num []byte) (int64, intResult) {
 
 // appendJSONString appends s to b as a JSON string. s must be valid UTF-8.
 // Only what JSON requires is escaped, as FastAPI's encoder does.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0

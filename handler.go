@@ -72,14 +72,14 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 		if problems != nil {
 			// RFC 9110 §13.2.1: preconditions are evaluated before the content
 			// is processed, so a failed one wins over a bad body.
-			if current, exists := store.Get(id); conds.evaluate(current, exists, false) != 0 {
+			if current, exists := store.Get(body[len(body):], id); conds.evaluate(current, exists, false) != 0 {
 				writeFailure(w, errPreconditionFailed)
 				return
 			}
 			writeFailure(w, &failure{status: http.StatusUnprocessableEntity, fields: problems})
 			return
 		}
-		created, written := store.Put(id, it, func(current Item, exists bool) bool {
+		created, written := store.Put(id, it, func(current []byte, exists bool) bool {
 			return conds.evaluate(current, exists, false) == 0
 		})
 		if !written {
@@ -103,7 +103,9 @@ func handleGet(store *Store) http.Handler {
 			writeFailure(w, f)
 			return
 		}
-		it, ok := store.Get(id)
+		buf := getBuffer()
+		defer putBuffer(buf)
+		it, ok := store.Get((*buf)[:0], id)
 		if !ok {
 			writeFailure(w, errNotFound)
 			return
@@ -116,10 +118,10 @@ func handleGet(store *Store) http.Handler {
 		case http.StatusPreconditionFailed:
 			writeFailure(w, errPreconditionFailed)
 		default:
-			buf := getBuffer()
-			defer putBuffer(buf)
-			*buf = appendItemJSON((*buf)[:0], it)
-			writeJSON(w, http.StatusOK, *buf)
+			// The answer goes in the buffer's spare capacity, after the item.
+			body := appendItemJSON(it[len(it):], it)
+			*buf = body[:0]
+			writeJSON(w, http.StatusOK, body)
 		}
 	})
 }
@@ -132,7 +134,7 @@ func handleDelete(store *Store) http.Handler {
 			writeFailure(w, f)
 			return
 		}
-		found, deleted := store.Delete(id, func(current Item, exists bool) bool {
+		found, deleted := store.Delete(id, func(current []byte, exists bool) bool {
 			return conds.evaluate(current, exists, false) == 0
 		})
 		switch {
@@ -412,6 +414,10 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 func rejectUncleanPaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
+		if !maybeUnclean(p) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		clean := path.Clean(p) // no allocation when p is already clean
 		if p != clean && p != clean+"/" {
 			writeFailure(w, errNotFound)
@@ -419,6 +425,14 @@ func rejectUncleanPaths(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// maybeUnclean reports whether path.Clean might change p other than by
+// dropping a final slash: a rooted path can only hold "." or ".." segments
+// or doubled slashes where it holds "/." or "//". The check is cheaper than
+// path.Clean, which the mux calls again anyway.
+func maybeUnclean(p string) bool {
+	return p == "" || p[0] != '/' || strings.Contains(p, "/.") || strings.Contains(p, "//")
 }
 
 // recoverPanics turns a panic in next into a logged error and a JSON 500, so
@@ -491,8 +505,8 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 // state is stored. SHA-256 rather than a fast non-cryptographic hash, because
 // a client that could make two items collide could make a conditional write
 // succeed against the wrong item.
-func entityTag(it Item) string {
-	sum := sha256.Sum256([]byte(it))
+func entityTag(it []byte) string {
+	sum := sha256.Sum256(it)
 	var tag [2 + 22]byte // 16 bytes of hash in unpadded base64, quoted
 	tag[0] = '"'
 	base64.RawURLEncoding.Encode(tag[1:23], sum[:16])
@@ -545,7 +559,7 @@ func conditionField(h http.Header, name string) (value string, present, ok bool)
 // no item) as RFC 9110 §13.2.2 orders them. It returns 0 if the request may
 // go ahead, http.StatusNotModified if safe (a GET or HEAD) and If-None-Match
 // matched, and http.StatusPreconditionFailed otherwise.
-func (c conditions) evaluate(current Item, exists, safe bool) int {
+func (c conditions) evaluate(current []byte, exists, safe bool) int {
 	if !c.hasIfMatch && !c.hasIfNoneMatch {
 		return 0
 	}

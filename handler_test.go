@@ -7,6 +7,8 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,7 +69,7 @@ var jsonCT = map[string]string{"Content-Type": "application/json"}
 func contents(s *Store) map[string]string {
 	m := make(map[string]string)
 	for _, e := range s.All() {
-		m[e.ID] = string(appendItemJSON(nil, e.Item))
+		m[string(e.ID)] = string(appendItemJSON(nil, e.Item))
 	}
 	return m
 }
@@ -348,7 +350,7 @@ func TestSameNewIDTwice(t *testing.T) {
 			t.Errorf("PUT /items/twice #%d: status = %d, want %d (body %s)", i+1, resp.StatusCode, want, body)
 		}
 	}
-	if it, _ := store.Get("twice"); it != `null2` {
+	if it, _ := store.Get(nil, "twice"); string(it) != `null2` {
 		t.Errorf("stored %s, want the second write", it)
 	}
 }
@@ -369,7 +371,7 @@ func TestBodyLimitChunked(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Errorf("chunked PUT of %d bytes: status = %d, want 413", 2*testMaxBody, resp.StatusCode)
 	}
-	if _, ok := store.Get("big"); ok {
+	if _, ok := store.Get(nil, "big"); ok {
 		t.Error("an oversized body was stored")
 	}
 }
@@ -383,7 +385,7 @@ func TestConcurrentCreate(t *testing.T) {
 	if counts[http.StatusCreated] != 1 || counts[http.StatusOK] != clients-1 {
 		t.Errorf("%d concurrent PUTs of one new id: statuses %v, want one 201 and %d 200", clients, counts, clients-1)
 	}
-	if _, ok := store.Get("race"); !ok {
+	if _, ok := store.Get(nil, "race"); !ok {
 		t.Error("the item is not stored")
 	}
 }
@@ -486,7 +488,29 @@ func TestLargeBodyWithinLimit(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || body != `{"name":"`+name+`","size":1}` {
 		t.Fatalf("PUT of a %d-byte body: status %d, %d-byte answer; want 201 with the item", len(name)+20, resp.StatusCode, len(body))
 	}
-	if it, _ := store.Get("big"); it != Item(`"`+name+`"1`) {
+	if it, _ := store.Get(nil, "big"); string(it) != `"`+name+`"1` {
 		t.Errorf("stored item of %d bytes, want %d", len(it), len(name)+3)
+	}
+}
+
+// TestMaybeUnclean checks, over every path of up to 7 characters from "/.a",
+// that a path maybeUnclean lets through is one path.Clean leaves alone but
+// for a final slash.
+func TestMaybeUnclean(t *testing.T) {
+	paths := []string{""}
+	for range 7 {
+		for _, p := range paths {
+			for _, c := range "/.a" {
+				paths = append(paths, p+string(c))
+			}
+		}
+		slices.Sort(paths)
+		paths = slices.Compact(paths)
+	}
+	for _, p := range paths {
+		clean := path.Clean(p)
+		if !maybeUnclean(p) && p != clean && p != clean+"/" {
+			t.Errorf("maybeUnclean(%q) = false, but path.Clean gives %q", p, clean)
+		}
 	}
 }

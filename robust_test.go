@@ -240,7 +240,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	var total int
 	for _, ids := range acked {
 		for _, id := range ids {
-			if _, ok := store.Get(id); !ok {
+			if _, ok := store.Get(nil, id); !ok {
 				t.Errorf("acknowledged write %s is not in the store", id)
 			}
 		}
