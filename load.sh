@@ -6,6 +6,11 @@
 #                                  against bare net/http and FastAPI (default 5 rounds)
 #   ./load.sh rss                  peak RSS after 1,000,000 creates: itemsvc, FastAPI
 #   ./load.sh 1m [ROUNDS]          mixed workload with 1M items stored vs 1k (default 3)
+#   ./load.sh instr                user-space instructions per create under callgrind
+#                                  (needs valgrind): itemsvc, bare, bare with timeouts
+#
+# "bare+timeouts" is the harness's bare server built with itemsvc's four
+# http.Server timeouts: the ceiling for a server that protects itself alike.
 #
 # Servers run pinned to core 0, load generators to core 1, on 127.0.0.1 only.
 # Every run is bounded in time, and only processes this script started are
@@ -27,6 +32,45 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
+# build_bare_timeouts builds bare+timeouts next to $BIN.
+build_bare_timeouts() {
+  local d
+  d=$(mktemp -d)
+  cp "$BENCH/ref/bare/main.go" "$BENCH/ref/bare/go.mod" "$d/"
+  sed -i -e 's|log.Fatal(http.ListenAndServe(\*addr, mux))|srv := \&http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}\n\tlog.Fatal(srv.ListenAndServe())|' \
+    -e 's|^\t"strconv"$|\t"strconv"\n\t"time"|' "$d/main.go"
+  grep -q ReadHeaderTimeout "$d/main.go" || { echo "could not add timeouts to $BENCH/ref/bare/main.go" >&2; exit 1; }
+  (cd "$d" && go build -o "$(dirname "$BIN")/bare-timeouts" .)
+}
+
+# instructions prints the user-space instructions one server (a command
+# that takes -addr) spends per create: callgrind's totals after 6000 creates
+# minus those after 2000, over 4000. Counts, unlike times, do not depend on
+# what else the machine is doing.
+instructions() {
+  local name=$1 n total port vp
+  shift
+  declare -A at
+  for n in 2000 6000; do
+    port=$(free_port)
+    GODEBUG=asyncpreemptoff=1 taskset -c 0 valgrind --tool=callgrind \
+      --callgrind-out-file="$(dirname "$BIN")/cg.$n" "$@" -addr "127.0.0.1:$port" >/dev/null 2>&1 &
+    vp=$!
+    for _ in $(seq 100); do
+      curl -s -o /dev/null -m 2 "http://127.0.0.1:$port/" && break
+      sleep 0.2
+    done
+    timeout 120 taskset -c 1 "$(dirname "$BIN")/fill" -port "$port" -n "$n" -c 4 -prefix "i$n-" >/dev/null
+    callgrind_control -d "$vp" >/dev/null 2>&1
+    kill -KILL "$vp"
+    wait "$vp" 2>/dev/null || true
+    at[$n]=$(awk '/^totals:/ {print $2}' "$(dirname "$BIN")/cg.$n".*)
+    rm -f "$(dirname "$BIN")/cg.$n"*
+  done
+  total=$(( (at[6000] - at[2000]) / 4000 ))
+  printf '%-14s %6d instructions per create\n' "$name" "$total"
+}
+
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 # start_itemsvc starts itemsvc on a free port and waits until it answers.
@@ -44,8 +88,10 @@ start_itemsvc() {
 
 case ${1:-} in
 throughput)
+  build_bare_timeouts
   for w in update create mixed; do
-    "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -m 900 bare fastapi-1w "itemsvc=$SVC"
+    "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -m 1200 bare fastapi-1w "itemsvc=$SVC" \
+      "bare+timeouts=exec $(dirname "$BIN")/bare-timeouts -addr 127.0.0.1:\$PORT"
   done
   ;;
 rss)
@@ -73,8 +119,16 @@ rss)
     done
   done
   ;;
+instr)
+  (cd "$BENCH/fill" && go build -o "$(dirname "$BIN")/fill" .)
+  (cd "$BENCH/ref/bare" && go build -o "$(dirname "$BIN")/bare" .)
+  build_bare_timeouts
+  instructions bare "$(dirname "$BIN")/bare"
+  instructions bare+timeouts "$(dirname "$BIN")/bare-timeouts"
+  instructions itemsvc "$BIN" -access-log=false
+  ;;
 *)
-  sed -n '2,13p' "$0"
+  sed -n '2,18p' "$0"
   exit 2
   ;;
 esac
