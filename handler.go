@@ -414,10 +414,6 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 func rejectUncleanPaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if !maybeUnclean(p) {
-			next.ServeHTTP(w, r)
-			return
-		}
 		clean := path.Clean(p) // no allocation when p is already clean
 		if p != clean && p != clean+"/" {
 			writeFailure(w, errNotFound)
@@ -425,14 +421,6 @@ func rejectUncleanPaths(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// maybeUnclean reports whether path.Clean might change p other than by
-// dropping a final slash: a rooted path can only hold "." or ".." segments
-// or doubled slashes where it holds "/." or "//". The check is cheaper than
-// path.Clean, which the mux calls again anyway.
-func maybeUnclean(p string) bool {
-	return p == "" || p[0] != '/' || strings.Contains(p, "/.") || strings.Contains(p, "//")
 }
 
 // recoverPanics turns a panic in next into a logged error and a JSON 500, so

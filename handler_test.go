@@ -7,8 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -490,27 +488,5 @@ func TestLargeBodyWithinLimit(t *testing.T) {
 	}
 	if it, _ := store.Get(nil, "big"); string(it) != `"`+name+`"1` {
 		t.Errorf("stored item of %d bytes, want %d", len(it), len(name)+3)
-	}
-}
-
-// TestMaybeUnclean checks, over every path of up to 7 characters from "/.a",
-// that a path maybeUnclean lets through is one path.Clean leaves alone but
-// for a final slash.
-func TestMaybeUnclean(t *testing.T) {
-	paths := []string{""}
-	for range 7 {
-		for _, p := range paths {
-			for _, c := range "/.a" {
-				paths = append(paths, p+string(c))
-			}
-		}
-		slices.Sort(paths)
-		paths = slices.Compact(paths)
-	}
-	for _, p := range paths {
-		clean := path.Clean(p)
-		if !maybeUnclean(p) && p != clean && p != clean+"/" {
-			t.Errorf("maybeUnclean(%q) = false, but path.Clean gives %q", p, clean)
-		}
 	}
 }
