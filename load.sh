@@ -2,8 +2,10 @@
 # load.sh: measure a fresh build of itemsvc with the shared load harness
 # (../shared/bench; its README lists the Debian packages it needs: wrk and the FastAPI original).
 #
-#   ./load.sh throughput [ROUNDS]  update, create and mixed workloads: itemsvc
-#                                  against bare net/http and FastAPI (default 5 rounds)
+#   ./load.sh throughput [ROUNDS [SECS]]
+#                                  update, create and mixed workloads: itemsvc against
+#                                  bare net/http, bare+timeouts and FastAPI (default 5
+#                                  rounds of 5 s; more, shorter rounds steady the medians)
 #   ./load.sh rss                  peak RSS after 1,000,000 creates: itemsvc, FastAPI
 #   ./load.sh 1m [ROUNDS]          mixed workload with 1M items stored vs 1k (default 3)
 #   ./load.sh instr                user-space instructions per create under callgrind
@@ -90,7 +92,7 @@ case ${1:-} in
 throughput)
   build_bare_timeouts
   for w in update create mixed; do
-    "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -m 1200 bare fastapi-1w "itemsvc=$SVC" \
+    "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -d "${3:-5}" -m 1200 bare fastapi-1w "itemsvc=$SVC" \
       "bare+timeouts=exec $(dirname "$BIN")/bare-timeouts -addr 127.0.0.1:\$PORT"
   done
   ;;
@@ -128,7 +130,7 @@ instr)
   instructions itemsvc "$BIN" -access-log=false
   ;;
 *)
-  sed -n '2,18p' "$0"
+  sed -n '2,19p' "$0"
   exit 2
   ;;
 esac

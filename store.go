@@ -66,7 +66,7 @@ type Store struct {
 	// With 64-bit keyed hashes it stays empty in practice, but a store that
 	// relied on that would lose an item in the rare case.
 	collided map[string]uint32
-	// slots are where each item is.
+	// slots locate the items; a free slot is the zero slot.
 	slots []slot
 	// free lists the free slots, for reuse.
 	free []uint32
@@ -233,8 +233,9 @@ func (s *Store) newSlot() uint32 {
 	return uint32(len(s.slots) - 1)
 }
 
-// write stores id and it in slot n, in place if they need a block of the
-// size they have; otherwise it moves them to a new block. s.mu must be held.
+// write stores id and it in slot n: in place if they need a block of the
+// class the slot has, else in a new block, freeing the old one. s.mu must be
+// held.
 func (s *Store) write(n uint32, id string, it []byte) {
 	sl := &s.slots[n]
 	size := len(id) + len(it)
