@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 BENCH=${BENCH:-../shared/bench}
-BIN=$(mktemp -d)/itemsvc
+WORK=$(mktemp -d) # builds and callgrind output
+BIN=$WORK/itemsvc
 go build -o "$BIN" .
 SVC="exec $BIN -addr 127.0.0.1:\$PORT -access-log=false"
 
@@ -34,15 +35,18 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-# build_bare_timeouts builds bare+timeouts next to $BIN.
+# build_fill builds the harness's 1M-item fill client into $WORK.
+build_fill() { (cd "$BENCH/fill" && go build -o "$WORK/fill" .); }
+
+# build_bare_timeouts builds bare+timeouts into $WORK.
 build_bare_timeouts() {
-  local d
-  d=$(mktemp -d)
+  local d=$WORK/bare-timeouts-src
+  mkdir -p "$d"
   cp "$BENCH/ref/bare/main.go" "$BENCH/ref/bare/go.mod" "$d/"
   sed -i -e 's|log.Fatal(http.ListenAndServe(\*addr, mux))|srv := \&http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}\n\tlog.Fatal(srv.ListenAndServe())|' \
     -e 's|^\t"strconv"$|\t"strconv"\n\t"time"|' "$d/main.go"
   grep -q ReadHeaderTimeout "$d/main.go" || { echo "could not add timeouts to $BENCH/ref/bare/main.go" >&2; exit 1; }
-  (cd "$d" && go build -o "$(dirname "$BIN")/bare-timeouts" .)
+  (cd "$d" && go build -o "$WORK/bare-timeouts" .)
 }
 
 # instructions prints the user-space instructions one server (a command
@@ -56,18 +60,20 @@ instructions() {
   for n in 2000 6000; do
     port=$(free_port)
     GODEBUG=asyncpreemptoff=1 taskset -c 0 valgrind --tool=callgrind \
-      --callgrind-out-file="$(dirname "$BIN")/cg.$n" "$@" -addr "127.0.0.1:$port" >/dev/null 2>&1 &
+      --callgrind-out-file="$WORK/cg.$n" "$@" -addr "127.0.0.1:$port" >/dev/null 2>&1 &
     vp=$!
+    SPID=$vp # so that the EXIT trap stops it if the run is cut short
     for _ in $(seq 100); do
       curl -s -o /dev/null -m 2 "http://127.0.0.1:$port/" && break
       sleep 0.2
     done
-    timeout 120 taskset -c 1 "$(dirname "$BIN")/fill" -port "$port" -n "$n" -c 4 -prefix "i$n-" >/dev/null
+    timeout 120 taskset -c 1 "$WORK/fill" -port "$port" -n "$n" -c 4 -prefix "i$n-" >/dev/null
     callgrind_control -d "$vp" >/dev/null 2>&1
-    kill -KILL "$vp"
+    kill -KILL "$vp" # SIGTERM would trip valgrind's signal handling; the counts are out
     wait "$vp" 2>/dev/null || true
-    at[$n]=$(awk '/^totals:/ {print $2}' "$(dirname "$BIN")/cg.$n".*)
-    rm -f "$(dirname "$BIN")/cg.$n"*
+    SPID=""
+    at[$n]=$(awk '/^totals:/ {print $2}' "$WORK/cg.$n".*)
+    rm -f "$WORK/cg.$n"*
   done
   total=$(( (at[6000] - at[2000]) / 4000 ))
   printf '%-14s %6d instructions per create\n' "$name" "$total"
@@ -93,24 +99,24 @@ throughput)
   build_bare_timeouts
   for w in update create mixed; do
     "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -d "${3:-5}" -m 1200 bare fastapi-1w "itemsvc=$SVC" \
-      "bare+timeouts=exec $(dirname "$BIN")/bare-timeouts -addr 127.0.0.1:\$PORT"
+      "bare+timeouts=exec $WORK/bare-timeouts -addr 127.0.0.1:\$PORT"
   done
   ;;
 rss)
-  (cd "$BENCH/fill" && go build -o "$(dirname "$BIN")/fill" .)
+  build_fill
   start_itemsvc
   echo "== itemsvc (pid $SPID)"
-  timeout 215 taskset -c 1 "$(dirname "$BIN")/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s
+  timeout 215 taskset -c 1 "$WORK/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s
   stop
   "$BENCH/rss1m.sh" -t 400 fastapi-1w
   ;;
 1m)
-  (cd "$BENCH/fill" && go build -o "$(dirname "$BIN")/fill" .)
+  build_fill
   for r in $(seq "${2:-3}"); do
     for stored in 1k 1m; do
       start_itemsvc
       if [[ $stored == 1m ]]; then
-        timeout 215 taskset -c 1 "$(dirname "$BIN")/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s | tail -1
+        timeout 215 taskset -c 1 "$WORK/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s | tail -1
       fi
       curl -s -m 10 -o /dev/null -X PUT -H 'Content-Type: application/json' \
         -d '{"name":"Fighters","size":6}' "http://127.0.0.1:$PORT/items/m[0-999]"
@@ -122,11 +128,11 @@ rss)
   done
   ;;
 instr)
-  (cd "$BENCH/fill" && go build -o "$(dirname "$BIN")/fill" .)
-  (cd "$BENCH/ref/bare" && go build -o "$(dirname "$BIN")/bare" .)
+  build_fill
+  (cd "$BENCH/ref/bare" && go build -o "$WORK/bare" .)
   build_bare_timeouts
-  instructions bare "$(dirname "$BIN")/bare"
-  instructions bare+timeouts "$(dirname "$BIN")/bare-timeouts"
+  instructions bare "$WORK/bare"
+  instructions bare+timeouts "$WORK/bare-timeouts"
   instructions itemsvc "$BIN" -access-log=false
   ;;
 *)
