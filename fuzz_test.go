@@ -211,3 +211,24 @@ func exactNumber(num string) (*big.Rat, bool) {
 	}
 	return new(big.Rat).SetString(num)
 }
+
+// FuzzCleanPath checks isCleanPath against the mux it stands in front of:
+// a path is clean exactly when a ServeMux serves it rather than redirecting.
+func FuzzCleanPath(f *testing.F) {
+	for _, p := range []string{"", "/", "//", "/items", "/items/", "/items//", "/items/foo",
+		"/items/.", "/items/..", "/items/./foo", "/items/../foo", "/items/...", "/items/.x",
+		"/items/foo/.", "items/foo", "*", "/a//b", "/./", "/../"} {
+		f.Add(p)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
+	f.Fuzz(func(t *testing.T, p string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.Path, r.URL.RawPath = p, ""
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		if served := w.Code == http.StatusOK; isCleanPath(p) != served {
+			t.Fatalf("isCleanPath(%q) = %v, but the mux answers %d", p, isCleanPath(p), w.Code)
+		}
+	})
+}

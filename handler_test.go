@@ -18,12 +18,14 @@ import (
 const testMaxBody = 1 << 10
 
 // newTestServer starts the real handler on a seeded store behind an httptest
-// server.
+// server. Its client does not follow redirects: the API never redirects, and
+// a followed one would hide the answer under test.
 func newTestServer(t *testing.T) (*httptest.Server, *Store) {
 	t.Helper()
 	store := NewStore(true)
 	srv := httptest.NewServer(NewServer(store, slog.New(slog.DiscardHandler), testMaxBody, false))
 	t.Cleanup(srv.Close)
+	srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return srv, store
 }
 
@@ -244,6 +246,8 @@ func TestErrors(t *testing.T) {
 		{"dot segment", req{"PUT", "/items/.", `{}`, jsonCT}, 404, "Not Found", nil, ""},
 		{"dot-dot segment", req{"GET", "/items/../items/foo", "", nil}, 404, "Not Found", nil, ""},
 		{"doubled slash", req{"PUT", "/items//foo", `{}`, jsonCT}, 404, "Not Found", nil, ""},
+		{"root doubled", req{"GET", "//", "", nil}, 404, "Not Found", nil, ""},
+		{"trailing dot segment", req{"GET", "/items/foo/.", "", nil}, 404, "Not Found", nil, ""},
 		{"unknown path", req{"GET", "/nope", "", nil}, 404, "Not Found", nil, ""},
 		{"get missing", req{"GET", "/items/nope", "", nil}, 404, "Not Found", nil, ""},
 		{"delete missing", req{"DELETE", "/items/nope", "", nil}, 404, "Not Found", nil, ""},
