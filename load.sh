@@ -10,6 +10,9 @@
 #   ./load.sh 1m [ROUNDS]          mixed workload with 1M items stored vs 1k (default 3)
 #   ./load.sh instr                user-space instructions per create under callgrind
 #                                  (needs valgrind): itemsvc, bare, bare with timeouts
+#   ./load.sh paired [ROUNDS [SECS]]
+#                                  bare against itself, bare+timeouts and itemsvc, two
+#                                  servers at a time on the same core (default 8 rounds of 8 s)
 #
 # "bare+timeouts" is the harness's bare server built with itemsvc's four
 # http.Server timeouts: the ceiling for a server that protects itself alike.
@@ -25,12 +28,14 @@ BIN=$WORK/itemsvc
 go build -o "$BIN" .
 SVC="exec $BIN -addr 127.0.0.1:\$PORT -access-log=false"
 
-SPID=""
+SPID="" SPID2="" # the servers running now, if any
 stop() {
-  [[ -n $SPID ]] || return 0
-  kill -TERM "$SPID" 2>/dev/null || true
-  wait "$SPID" 2>/dev/null || true
-  SPID=""
+  local p
+  for p in $SPID $SPID2; do
+    kill -TERM "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  SPID="" SPID2=""
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
@@ -81,6 +86,53 @@ instructions() {
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
+# start_on_core0 starts a server (a command that takes -addr) on a free port,
+# waits until it answers, and sets PORT and SPID.
+start_on_core0() {
+  PORT=$(free_port)
+  taskset -c 0 "$@" -addr "127.0.0.1:$PORT" >/dev/null 2>&1 &
+  SPID=$!
+  for _ in $(seq 100); do
+    curl -s -o /dev/null -m 1 "http://127.0.0.1:$PORT/" && return 0
+    sleep 0.1
+  done
+  echo "$1 did not start" >&2
+  exit 1
+}
+
+# cpu_ticks prints the user plus system CPU time process $1 has used, in ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# paired runs two servers at the same time, both on core 0, each loaded by
+# its own wrk on core 1, and prints per round how many requests the second
+# serves per CPU-second (user + system, from /proc) against the first. Both
+# see the machine in the same state at the same moment, so the other
+# tenants' noise, which moves the harness's ratios by ±0.1, mostly cancels.
+# Usage: paired WORKLOAD ROUNDS SECS NAME_A NAME_B; the servers are the
+# commands in ${cmd[NAME]}.
+paired() {
+  local w=$1 rounds=$2 secs=$3 a=$4 b=$5 r pa pb ta tb ra rb porta portb
+  start_on_core0 ${cmd[$a]}; pa=$SPID porta=$PORT
+  start_on_core0 ${cmd[$b]}; pb=$SPID portb=$PORT
+  SPID=$pa SPID2=$pb
+  for port in $porta $portb; do # the ids mixed.lua updates
+    curl -s -m 10 -o /dev/null -X PUT -H 'Content-Type: application/json' \
+      -d '{"name":"Fighters","size":6}' "http://127.0.0.1:$port/items/m[0-999]"
+  done
+  for r in $(seq "$rounds"); do
+    ta=$(cpu_ticks "$pa") tb=$(cpu_ticks "$pb")
+    WRK_RUN="pa$r$RANDOM" taskset -c 1 wrk -t1 -c32 -d"${secs}s" -s "$BENCH/lua/$w.lua" "http://127.0.0.1:$porta" >"$WORK/wrk.a" &
+    WRK_RUN="pb$r$RANDOM" taskset -c 1 wrk -t1 -c32 -d"${secs}s" -s "$BENCH/lua/$w.lua" "http://127.0.0.1:$portb" >"$WORK/wrk.b"
+    wait $!
+    ta=$(( $(cpu_ticks "$pa") - ta )) tb=$(( $(cpu_ticks "$pb") - tb ))
+    ra=$(sed -n 's/^RESULT reqs=\([0-9]*\).*/\1/p' "$WORK/wrk.a")
+    rb=$(sed -n 's/^RESULT reqs=\([0-9]*\).*/\1/p' "$WORK/wrk.b")
+    grep -h '^RESULT' "$WORK/wrk.a" "$WORK/wrk.b" | grep -v 'conn=0 read=0 write=0 timeout=0 status=0' >&2 || true
+    echo "$w $a $b $r $ra $ta $rb $tb"
+  done
+  stop
+}
+
 # start_itemsvc starts itemsvc on a free port and waits until it answers.
 start_itemsvc() {
   PORT=$(free_port)
@@ -127,6 +179,25 @@ rss)
     done
   done
   ;;
+paired)
+  build_bare_timeouts
+  (cd "$BENCH/ref/bare" && go build -o "$WORK/bare" .)
+  declare -A cmd=([bare]="$WORK/bare" [bare2]="$WORK/bare" [bare+timeouts]="$WORK/bare-timeouts" [itemsvc]="$BIN -access-log=false")
+  for w in update create mixed; do
+    for b in bare2 bare+timeouts itemsvc; do
+      paired "$w" "${2:-8}" "${3:-8}" bare "$b" >>"$WORK/paired"
+    done
+  done
+  # Each line: workload, A, B, round, A's requests, A's ticks, B's requests, B's ticks.
+  awk '{ printf "%-7s %-14s round %2d: %.3f of bare'"'"'s requests per CPU-second (%d vs %d requests)\n",
+    $1, $3, $4, ($7 / $8) / ($5 / $6), $7, $5 }' "$WORK/paired"
+  echo "== medians (bare2 is bare again: the method's own error)"
+  awk '{ print $1, $3, ($7 / $8) / ($5 / $6) }' "$WORK/paired" | sort -k1,1 -k2,2 -k3,3n |
+    awk '{ k = $1 " " $2; if (k != last && last != "") report(); if (k != last) { n = 0; last = k }; v[++n] = $3 }
+      function report() { printf "%-7s %-14s median %.3f  range %.3f-%.3f  (%d rounds)\n", substr(last, 1, index(last, " ") - 1),
+        substr(last, index(last, " ") + 1), n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2, v[1], v[n], n }
+      END { report() }'
+  ;;
 instr)
   build_fill
   (cd "$BENCH/ref/bare" && go build -o "$WORK/bare" .)
@@ -136,7 +207,7 @@ instr)
   instructions itemsvc "$BIN" -access-log=false
   ;;
 *)
-  sed -n '2,19p' "$0"
+  sed -n '2,22p' "$0"
   exit 2
   ;;
 esac
