@@ -41,9 +41,10 @@ fuzz:
 lint-openapi:
 	npx --yes $(REDOCLY) lint openapi.json
 
-## load: the shared load harness against a fresh build, then instruction counts (see load.sh)
+## load: the shared load harness against a fresh build, instruction counts, paired runs (see load.sh)
 load:
 	./load.sh throughput
 	./load.sh rss
 	./load.sh 1m
 	./load.sh instr
+	./load.sh paired
