@@ -112,9 +112,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # commands in ${cmd[NAME]}.
 paired() {
   local w=$1 rounds=$2 secs=$3 a=$4 b=$5 r pa pb ta tb ra rb porta portb
-  start_on_core0 ${cmd[$a]}; pa=$SPID porta=$PORT
+  start_on_core0 ${cmd[$a]}; pa=$SPID porta=$PORT SPID2=$SPID
   start_on_core0 ${cmd[$b]}; pb=$SPID portb=$PORT
-  SPID=$pa SPID2=$pb
   for port in $porta $portb; do # the ids mixed.lua updates
     curl -s -m 10 -o /dev/null -X PUT -H 'Content-Type: application/json' \
       -d '{"name":"Fighters","size":6}' "http://127.0.0.1:$port/items/m[0-999]"
@@ -133,19 +132,6 @@ paired() {
   stop
 }
 
-# start_itemsvc starts itemsvc on a free port and waits until it answers.
-start_itemsvc() {
-  PORT=$(free_port)
-  taskset -c 0 "$BIN" -addr "127.0.0.1:$PORT" -access-log=false 2>/dev/null &
-  SPID=$!
-  for _ in $(seq 100); do
-    curl -s -o /dev/null -m 1 "http://127.0.0.1:$PORT/healthz" && return 0
-    sleep 0.1
-  done
-  echo "itemsvc did not start" >&2
-  exit 1
-}
-
 case ${1:-} in
 throughput)
   build_bare_timeouts
@@ -156,7 +142,7 @@ throughput)
   ;;
 rss)
   build_fill
-  start_itemsvc
+  start_on_core0 "$BIN" -access-log=false
   echo "== itemsvc (pid $SPID)"
   timeout 215 taskset -c 1 "$WORK/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s
   stop
@@ -166,7 +152,7 @@ rss)
   build_fill
   for r in $(seq "${2:-3}"); do
     for stored in 1k 1m; do
-      start_itemsvc
+      start_on_core0 "$BIN" -access-log=false
       if [[ $stored == 1m ]]; then
         timeout 215 taskset -c 1 "$WORK/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s | tail -1
       fi
