@@ -43,8 +43,10 @@ trap 'exit 130' INT TERM
 # build_fill builds the harness's 1M-item fill client into $WORK.
 build_fill() { (cd "$BENCH/fill" && go build -o "$WORK/fill" .); }
 
-# build_bare_timeouts builds bare+timeouts into $WORK.
-build_bare_timeouts() {
+# build_refs builds the reference servers into $WORK: the harness's bare,
+# and bare+timeouts from a copy of its source.
+build_refs() {
+  (cd "$BENCH/ref/bare" && go build -o "$WORK/bare" .)
   local d=$WORK/bare-timeouts-src
   mkdir -p "$d"
   cp "$BENCH/ref/bare/main.go" "$BENCH/ref/bare/go.mod" "$d/"
@@ -134,7 +136,7 @@ paired() {
 
 case ${1:-} in
 throughput)
-  build_bare_timeouts
+  build_refs
   for w in update create mixed; do
     "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -d "${3:-5}" -m 1200 bare fastapi-1w "itemsvc=$SVC" \
       "bare+timeouts=exec $WORK/bare-timeouts -addr 127.0.0.1:\$PORT"
@@ -166,8 +168,7 @@ rss)
   done
   ;;
 paired)
-  build_bare_timeouts
-  (cd "$BENCH/ref/bare" && go build -o "$WORK/bare" .)
+  build_refs
   declare -A cmd=([bare]="$WORK/bare" [bare2]="$WORK/bare" [bare+timeouts]="$WORK/bare-timeouts" [itemsvc]="$BIN -access-log=false")
   for w in update create mixed; do
     for b in bare2 bare+timeouts itemsvc; do
@@ -175,19 +176,19 @@ paired)
     done
   done
   # Each line: workload, A, B, round, A's requests, A's ticks, B's requests, B's ticks.
-  awk '{ printf "%-7s %-14s round %2d: %.3f of bare'"'"'s requests per CPU-second (%d vs %d requests)\n",
-    $1, $3, $4, ($7 / $8) / ($5 / $6), $7, $5 }' "$WORK/paired"
+  awk -v ratios="$WORK/ratios" '{ r = ($7 / $8) / ($5 / $6); print $1, $3, r > ratios
+    printf "%-7s %-14s round %2d: %.3f of bare'"'"'s requests per CPU-second (%d vs %d requests)\n", $1, $3, $4, r, $7, $5 }' "$WORK/paired"
   echo "== medians (bare2 is bare again: the method's own error)"
-  awk '{ print $1, $3, ($7 / $8) / ($5 / $6) }' "$WORK/paired" | sort -k1,1 -k2,2 -k3,3n |
-    awk '{ k = $1 " " $2; if (k != last && last != "") report(); if (k != last) { n = 0; last = k }; v[++n] = $3 }
-      function report() { printf "%-7s %-14s median %.3f  range %.3f-%.3f  (%d rounds)\n", substr(last, 1, index(last, " ") - 1),
-        substr(last, index(last, " ") + 1), n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2, v[1], v[n], n }
+  sort -k1,1 -k2,2 -k3,3n "$WORK/ratios" |
+    awk 'function report() { printf "%-7s %-14s median %.3f  range %.3f-%.3f  (%d rounds)\n",
+           w, s, n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2, v[1], v[n], n }
+      $1 != w || $2 != s { if (n) report(); n = 0; w = $1; s = $2 }
+      { v[++n] = $3 }
       END { report() }'
   ;;
 instr)
   build_fill
-  (cd "$BENCH/ref/bare" && go build -o "$WORK/bare" .)
-  build_bare_timeouts
+  build_refs
   instructions bare "$WORK/bare"
   instructions bare+timeouts "$WORK/bare-timeouts"
   instructions itemsvc "$BIN" -access-log=false
