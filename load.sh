@@ -11,11 +11,15 @@
 #   ./load.sh instr                user-space instructions per create under callgrind
 #                                  (needs valgrind): itemsvc, bare, bare with timeouts
 #   ./load.sh paired [ROUNDS [SECS]]
-#                                  bare against itself, bare+timeouts and itemsvc, two
-#                                  servers at a time on the same core (default 8 rounds of 8 s)
+#                                  bare against itself, bare+timeouts, itemsvc-bare-put and
+#                                  itemsvc, two servers at a time on the same core (default
+#                                  8 rounds of 8 s)
 #
 # "bare+timeouts" is the harness's bare server built with itemsvc's four
 # http.Server timeouts: the ceiling for a server that protects itself alike.
+# "itemsvc-bare-put" is itemsvc with bare's handler on its PUT route: its
+# timeouts, routes, middleware and binary, without its handler's work. Between
+# them, they split the gap from bare to itemsvc into its three causes.
 #
 # Servers run pinned to core 0, load generators to core 1, on 127.0.0.1 only.
 # Every run is bounded in time, and only processes this script started are
@@ -54,6 +58,40 @@ build_refs() {
     -e 's|^\t"strconv"$|\t"strconv"\n\t"time"|' "$d/main.go"
   grep -q ReadHeaderTimeout "$d/main.go" || { echo "could not add timeouts to $BENCH/ref/bare/main.go" >&2; exit 1; }
   (cd "$d" && go build -o "$WORK/bare-timeouts" .)
+}
+
+# build_bare_put builds itemsvc-bare-put into $WORK, from a copy of this
+# source whose PUT route is served by the harness's bare handler, verbatim.
+build_bare_put() {
+  local d=$WORK/itemsvc-bare-put-src
+  mkdir -p "$d"
+  cp go.mod openapi.json ./*.go "$d/"
+  rm "$d"/*_test.go
+  cat >"$d/bare_put.go" <<'GO'
+package main
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+)
+
+var fixed = []byte(`{"name":"Fighters","size":6}` + "\n")
+
+func handleBarePut(*Store, int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Length", strconv.Itoa(len(fixed)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(fixed)
+	})
+}
+GO
+  sed -i 's|"PUT /items/{id}", handlePut(|"PUT /items/{id}", handleBarePut(|' "$d/handler.go"
+  grep -q handleBarePut "$d/handler.go" || { echo "could not swap the PUT handler in handler.go" >&2; exit 1; }
+  (cd "$d" && go build -o "$WORK/itemsvc-bare-put" .)
 }
 
 # instructions prints the user-space instructions one server (a command
@@ -169,18 +207,20 @@ rss)
   ;;
 paired)
   build_refs
-  declare -A cmd=([bare]="$WORK/bare" [bare2]="$WORK/bare" [bare+timeouts]="$WORK/bare-timeouts" [itemsvc]="$BIN -access-log=false")
+  build_bare_put
+  declare -A cmd=([bare]="$WORK/bare" [bare2]="$WORK/bare" [bare+timeouts]="$WORK/bare-timeouts"
+    [itemsvc-bare-put]="$WORK/itemsvc-bare-put -access-log=false" [itemsvc]="$BIN -access-log=false")
   for w in update create mixed; do
-    for b in bare2 bare+timeouts itemsvc; do
+    for b in bare2 bare+timeouts itemsvc-bare-put itemsvc; do
       paired "$w" "${2:-8}" "${3:-8}" bare "$b" >>"$WORK/paired"
     done
   done
   # Each line: workload, A, B, round, A's requests, A's ticks, B's requests, B's ticks.
   awk -v ratios="$WORK/ratios" '{ r = ($7 / $8) / ($5 / $6); print $1, $3, r > ratios
-    printf "%-7s %-14s round %2d: %.3f of bare'"'"'s requests per CPU-second (%d vs %d requests)\n", $1, $3, $4, r, $7, $5 }' "$WORK/paired"
+    printf "%-7s %-16s round %2d: %.3f of bare'"'"'s requests per CPU-second (%d vs %d requests)\n", $1, $3, $4, r, $7, $5 }' "$WORK/paired"
   echo "== medians (bare2 is bare again: the method's own error)"
   sort -k1,1 -k2,2 -k3,3n "$WORK/ratios" |
-    awk 'function report() { printf "%-7s %-14s median %.3f  range %.3f-%.3f  (%d rounds)\n",
+    awk 'function report() { printf "%-7s %-16s median %.3f  range %.3f-%.3f  (%d rounds)\n",
            w, s, n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2, v[1], v[n], n }
       $1 != w || $2 != s { if (n) report(); n = 0; w = $1; s = $2 }
       { v[++n] = $3 }
@@ -194,7 +234,7 @@ instr)
   instructions itemsvc "$BIN" -access-log=false
   ;;
 *)
-  sed -n '2,22p' "$0"
+  sed -n '2,/^set /{/^set /!p}' "$0"
   exit 2
   ;;
 esac
