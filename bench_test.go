@@ -85,7 +85,6 @@ func BenchmarkPutCreate(b *testing.B) {
 		paths[i] = "/items/c" + strconv.Itoa(i)
 	}
 	b.ReportAllocs()
-	b.ResetTimer()
 	i := 0
 	for b.Loop() {
 		r.URL.Path = paths[i%ids]
