@@ -61,7 +61,7 @@ build_refs() {
 }
 
 # build_bare_put builds itemsvc-bare-put into $WORK, from a copy of this
-# source whose PUT route is served by the harness's bare handler, verbatim.
+# source whose PUT route is served by a copy of the harness's bare handler.
 build_bare_put() {
   local d=$WORK/itemsvc-bare-put-src
   mkdir -p "$d"
