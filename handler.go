@@ -504,10 +504,10 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // entityTag returns the strong entity tag of it: a hash of its stored form,
-// which maps one to one to its JSON. Equal items get equal tags, also across restarts, and no per-item
-// state is stored. SHA-256 rather than a fast non-cryptographic hash, because
-// a client that could make two items collide could make a conditional write
-// succeed against the wrong item.
+// which maps one to one to its JSON. Equal items get equal tags, also across
+// restarts, and no per-item state is stored. SHA-256 rather than a fast
+// non-cryptographic hash, because a client that could make two items collide
+// could make a conditional write succeed against the wrong item.
 func entityTag(it []byte) string {
 	sum := sha256.Sum256(it)
 	var tag [2 + 22]byte // 16 bytes of hash in unpadded base64, quoted
