@@ -39,12 +39,12 @@ fuzz:
 
 ## lint-openapi: validate openapi.json with Redocly's linter (pinned; needs Node.js and npm)
 lint-openapi:
-	npx --yes $(REDOCLY) lint openapi.json
+	npx --yes $(REDOCLY) lint --config api/redocly.yaml api/openapi.json
 
-## load: the shared load harness against a fresh build, instruction counts, paired runs (see load.sh)
+## load: the shared load harness against a fresh build, instruction counts, paired runs (see bench/README.md)
 load:
-	./load.sh throughput
-	./load.sh rss
-	./load.sh 1m
-	./load.sh instr
-	./load.sh paired
+	bench/load.sh throughput
+	bench/load.sh rss
+	bench/load.sh 1m
+	bench/load.sh instr
+	bench/load.sh paired

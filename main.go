@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -45,11 +46,8 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return // the usage is printed; asking for it is not a failure
-	}
-	if err != nil {
+	// After -h the usage is printed; asking for it is not a failure.
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "itemsvc:", err)
 		stop()
 		os.Exit(1)
@@ -61,11 +59,7 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	flags := flag.NewFlagSet("itemsvc", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	defaultAddr := "127.0.0.1:8000"
-	if env := getenv("ADDR"); env != "" {
-		defaultAddr = env
-	}
-	addr := flags.String("addr", defaultAddr, "listen address; $ADDR sets the default")
+	addr := flags.String("addr", cmp.Or(getenv("ADDR"), "127.0.0.1:8000"), "listen address; $ADDR sets the default")
 	maxBody := flags.Int64("max-body", 1<<20, "largest request body accepted, in bytes")
 	seed := flags.Bool("seed", true, `start with the example's items "foo" and "bar"`)
 	accessLog := flags.Bool("access-log", true, "log one line per request")
@@ -79,15 +73,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if *maxBody <= 0 {
 		return fmt.Errorf("-max-body must be positive, got %d", *maxBody)
 	}
-	var logger *slog.Logger
-	switch *logFormat {
-	case "text":
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
-	case "json":
-		logger = slog.New(slog.NewJSONHandler(stderr, nil))
-	default:
+	logHandler, ok := map[string]slog.Handler{
+		"text": slog.NewTextHandler(stderr, nil),
+		"json": slog.NewJSONHandler(stderr, nil),
+	}[*logFormat]
+	if !ok {
 		return fmt.Errorf("-log-format must be text or json, got %q", *logFormat)
 	}
+	logger := slog.New(logHandler)
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

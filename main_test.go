@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,6 +22,7 @@ import (
 func startRun(t *testing.T, args ...string) (addr string, done <-chan error, cancel context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	logR, logW := io.Pipe()
 	result := make(chan error, 1)
 	go func() {
@@ -27,8 +32,7 @@ func startRun(t *testing.T, args ...string) (addr string, done <-chan error, can
 	}()
 	addrs := make(chan string, 1)
 	go func() {
-		sc := bufio.NewScanner(logR)
-		for sc.Scan() {
+		for sc := bufio.NewScanner(logR); sc.Scan(); {
 			var line struct{ Msg, Addr string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
 				addrs <- line.Addr
@@ -39,13 +43,10 @@ func startRun(t *testing.T, args ...string) (addr string, done <-chan error, can
 	select {
 	case addr, ok := <-addrs:
 		if !ok {
-			cancel()
 			t.Fatalf("run exited before listening: %v", <-result)
 		}
-		t.Cleanup(cancel)
 		return addr, result, cancel
 	case <-time.After(10 * time.Second):
-		cancel()
 		t.Fatal("run did not log a listening address within 10s")
 	}
 	return "", nil, nil
@@ -84,8 +85,7 @@ func TestRunSeedFalse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if string(body) != "{}" {
+	if body, _ := io.ReadAll(resp.Body); string(body) != "{}" {
 		t.Errorf("GET /items with -seed=false = %s, want {}", body)
 	}
 }
@@ -100,40 +100,283 @@ func TestRunErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
+		addrEnv string // $ADDR
 		wantErr string
 	}{
-		{"address in use", []string{"-addr", busy.Addr().String()}, "address already in use"},
-		{"bad log format", []string{"-log-format", "xml"}, "-log-format"},
-		{"zero body limit", []string{"-max-body", "0"}, "-max-body"},
-		{"unknown flag", []string{"-nope"}, "not defined"},
-		{"stray argument", []string{"serve"}, "unexpected arguments"},
+		{"address in use", []string{"-addr", busy.Addr().String()}, "", "address already in use"},
+		{"$ADDR is the default address", nil, busy.Addr().String(), busy.Addr().String()},
+		{"bad log format", []string{"-log-format", "xml"}, "", "-log-format"},
+		{"zero body limit", []string{"-max-body", "0"}, "", "-max-body"},
+		{"unknown flag", []string{"-nope"}, "", "not defined"},
+		{"stray argument", []string{"serve"}, "", "unexpected arguments"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var stderr strings.Builder
-			err := run(context.Background(), tt.args, func(string) string { return "" }, &stderr)
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.wantErr)
+			getenv := func(k string) string {
+				if k == "ADDR" {
+					return tt.addrEnv
+				}
+				return ""
+			}
+			if err := run(context.Background(), tt.args, getenv, io.Discard); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("run(%q) with ADDR=%q = %v, want an error containing %q", tt.args, tt.addrEnv, err, tt.wantErr)
 			}
 		})
 	}
 }
 
-// TestAddrFromEnv checks that $ADDR is the default listen address.
-func TestAddrFromEnv(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
+// dial opens a raw connection to srv that gives up reading after 10 s, so
+// that a server that fails to cut a client off fails the test instead of
+// hanging it.
+func dial(t *testing.T, srv interface{ Addr() net.Addr }) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", srv.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer busy.Close()
-	getenv := func(k string) string {
-		if k == "ADDR" {
-			return busy.Addr().String()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSlowClientsAreCutOff has clients stall their headers or their body:
+// the server closes the connection soon after its read timeout, answering at
+// most a 400, and stores nothing.
+func TestSlowClientsAreCutOff(t *testing.T) {
+	tests := []struct {
+		name  string
+		write func(c net.Conn)
+	}{
+		{"headers one byte at a time, never finished (slowloris)", func(c net.Conn) {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for _, b := range []byte("PUT /items/foo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Slow: " + strings.Repeat("a", 1000)) {
+				<-tick.C
+				if _, err := c.Write([]byte{b}); err != nil {
+					return
+				}
+			}
+		}},
+		{"body stalled after a few bytes", func(c net.Conn) {
+			fmt.Fprintf(c, "PUT /items/foo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newTestServer(t, nil)
+			c := dial(t, srv.Listener)
+			start := time.Now()
+			go tt.write(c)
+			got, err := io.ReadAll(c)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server did not close the connection within 10 s (got %q)", got)
+			}
+			if limit := testTimeout + 2*time.Second; time.Since(start) > limit {
+				t.Errorf("the server closed the connection after %v, want within %v", time.Since(start), limit)
+			}
+			if len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 400 ") {
+				t.Errorf("the client got %q, want a 400 or nothing", got)
+			}
+			checkStore(t, srv, req{}, 0, "")
+		})
+	}
+}
+
+// TestOversizedRequests sends requests over the body and header limits, with
+// and without a declared length: each is refused without storing anything,
+// and a declared length over the limit before the body is read (so no 100
+// Continue comes first).
+func TestOversizedRequests(t *testing.T) {
+	const put = "PUT /items/foo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+	const tooLarge = `{"detail":"Request body too large: the limit is 1024 bytes"}`
+	tests := []struct {
+		name, request string
+		wantStatus    int
+		wantBody      string // "" for net/http's own answer
+	}{
+		{"declared length over the limit, no body sent", put + "Content-Length: 1048576\r\n\r\n", 413, tooLarge},
+		{"the same, waiting for 100 Continue", put + "Content-Length: 1048576\r\nExpect: 100-continue\r\n\r\n", 413, tooLarge},
+		{"declared length over the limit, body sent", put + fmt.Sprintf("Content-Length: %d\r\n\r\n", testMaxBody+1) + strings.Repeat(" ", testMaxBody+1), 413, tooLarge},
+		{"chunked body over the limit", put + "Transfer-Encoding: chunked\r\n\r\n" +
+			strings.Repeat(fmt.Sprintf("%x\r\n%s\r\n", 512, strings.Repeat(" ", 512)), 3) + "0\r\n\r\n", 413, tooLarge},
+		{"headers over the limit", "GET /items/foo HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", maxHeaderBytes+8192) + "\r\n\r\n", 431, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newTestServer(t, nil)
+			c := dial(t, srv.Listener)
+			if _, err := io.WriteString(c, tt.request); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus || tt.wantBody != "" && string(body) != tt.wantBody {
+				t.Errorf("%d %s, want %d %s", resp.StatusCode, body, tt.wantStatus, tt.wantBody)
+			}
+			checkStore(t, srv, req{}, 0, "")
+		})
+	}
+}
+
+// TestIdleConnectionsDoNotBlockService holds hundreds of idle connections,
+// some after a request and some before any, and checks that a new client is
+// still served.
+func TestIdleConnectionsDoNotBlockService(t *testing.T) {
+	srv := newTestServer(t, nil)
+	const idle = 200
+	for i := range 2 * idle {
+		c := dial(t, srv.Listener)
+		if i%2 == 0 {
+			continue // connected, never says anything
 		}
-		return ""
+		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("idle connection %d: %v", i, err)
+		}
+		resp.Body.Close()
 	}
-	err = run(context.Background(), nil, getenv, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), busy.Addr().String()) {
-		t.Errorf("run with ADDR=%s (in use) = %v, want a bind error naming it", busy.Addr(), err)
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(srv.URL + "/items/foo")
+	if err != nil {
+		t.Fatalf("a new client with %d idle connections open: %v", 2*idle, err)
 	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a new client with %d idle connections open: status %d, want 200", 2*idle, resp.StatusCode)
+	}
+}
+
+// TestShutdownUnderLoad cancels serve while many clients write: every
+// acknowledged write is in the store, every answer is a 2xx, serve returns
+// nil in time, and no goroutine is left behind.
+func TestShutdownUnderLoad(t *testing.T) {
+	baseline := runtime.NumGoroutine()
+	store := NewStore(false)
+	srv := newHTTPServer(NewServer(store, quiet, testMaxBody, false), quiet)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, srv, ln, quiet) }()
+
+	const workers, cancelAfter = 16, 500
+	transport := &http.Transport{MaxIdleConnsPerHost: workers}
+	client := &http.Client{Transport: transport, Timeout: 10 * time.Second}
+	var answered atomic.Int64
+	acked := make([][]string, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				r, _ := http.NewRequest("PUT", "http://"+ln.Addr().String()+"/items/"+id, strings.NewReader(`{"size":1}`))
+				r.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(r)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("PUT %s before shutdown: %v", id, err)
+					}
+					return // refused or closed: the server is going away
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					t.Errorf("PUT %s: status %d, want 201", id, resp.StatusCode)
+					return
+				}
+				acked[w] = append(acked[w], id)
+				if answered.Add(1) == cancelAfter {
+					cancel()
+				}
+			}
+		})
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v, want nil", err)
+		}
+	case <-time.After(shutdownTimeout + 5*time.Second):
+		t.Fatal("serve did not return within the shutdown bound")
+	}
+	wg.Wait()
+	total := 0
+	for _, ids := range acked {
+		for _, id := range ids {
+			if _, ok := store.Get(id); !ok {
+				t.Errorf("acknowledged write %s is not in the store", id)
+			}
+		}
+		total += len(ids)
+	}
+	t.Logf("%d writes acknowledged, %d stored", total, len(store.All()))
+	transport.CloseIdleConnections()
+	waitForGoroutines(t, baseline)
+}
+
+// waitForGoroutines fails unless the number of goroutines falls back to at
+// most baseline within a few seconds; goroutines of closed connections exit
+// asynchronously, so it looks again while they do.
+func waitForGoroutines(t *testing.T, baseline int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); runtime.NumGoroutine() > baseline; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines, want at most %d as before:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
+
+// TestNoLeaksAfterBurst sends a burst of mixed requests and checks that
+// goroutines return to their baseline and the heap to near its start.
+func TestNoLeaksAfterBurst(t *testing.T) {
+	srv := newTestServer(t, nil)
+	baseline := runtime.NumGoroutine()
+	heapBefore := liveHeap()
+
+	const workers, perWorker = 8, 1000
+	transport := &http.Transport{MaxIdleConnsPerHost: workers}
+	client := &http.Client{Transport: transport}
+	bodies := []string{`{"name":"x","size":1}`, `{"size":"bad"}`, `{`, strings.Repeat("x", 2*testMaxBody)}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				r, _ := http.NewRequest("PUT", srv.URL+"/items/foo", strings.NewReader(bodies[(w+i)%len(bodies)]))
+				r.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	transport.CloseIdleConnections()
+	waitForGoroutines(t, baseline)
+
+	heapAfter := liveHeap()
+	t.Logf("live heap: %d KiB before, %d KiB after %d requests", heapBefore>>10, heapAfter>>10, workers*perWorker)
+	if heapAfter > heapBefore+1<<20 {
+		t.Errorf("live heap grew from %d KiB to %d KiB over a burst that stores nothing new", heapBefore>>10, heapAfter>>10)
+	}
+}
+
+// liveHeap returns the bytes of live heap after a full collection.
+func liveHeap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC() // the second one also empties sync.Pools
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }

@@ -25,7 +25,7 @@
 # Every run is bounded in time, and only processes this script started are
 # stopped, by PID.
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."
 BENCH=${BENCH:-../shared/bench}
 WORK=$(mktemp -d) # builds and callgrind output
 BIN=$WORK/itemsvc
@@ -65,7 +65,7 @@ build_refs() {
 build_bare_put() {
   local d=$WORK/itemsvc-bare-put-src
   mkdir -p "$d"
-  cp go.mod openapi.json ./*.go "$d/"
+  cp -r go.mod api ./*.go "$d/"
   rm "$d"/*_test.go
   cat >"$d/bare_put.go" <<'GO'
 package main
