@@ -52,41 +52,34 @@ func startRun(t *testing.T, args ...string) (addr string, done <-chan error, can
 	return "", nil, nil
 }
 
-// TestRun starts the real process wiring on a free port, serves a request,
-// and checks that cancelling the context shuts down cleanly.
+// TestRun starts the real process wiring on a free port, with the store
+// seeded or not, serves a request, and checks that cancelling the context
+// shuts down cleanly.
 func TestRun(t *testing.T) {
-	addr, done, cancel := startRun(t, "-addr", "127.0.0.1:0", "-access-log=false")
-	r, _ := http.NewRequest("PUT", "http://"+addr+"/items/foo", strings.NewReader(`{"name":"x"}`))
-	r.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("PUT /items/foo on the seeded store: status = %d, want 200", resp.StatusCode)
-	}
-	cancel()
-	select {
-	case err := <-done:
+	for _, tt := range []struct {
+		args       []string
+		wantStatus int // of PUT /items/foo
+	}{{nil, http.StatusOK}, {[]string{"-seed=false"}, http.StatusCreated}} {
+		addr, done, cancel := startRun(t, append(tt.args, "-addr", "127.0.0.1:0", "-access-log=false")...)
+		r, _ := http.NewRequest("PUT", "http://"+addr+"/items/foo", strings.NewReader(`{"name":"x"}`))
+		r.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(r)
 		if err != nil {
-			t.Errorf("run returned %v after cancel, want nil", err)
+			t.Fatal(err)
 		}
-	case <-time.After(shutdownTimeout + 5*time.Second):
-		t.Fatal("run did not return after cancel")
-	}
-}
-
-// TestRunSeedFalse checks that -seed=false starts with an empty store.
-func TestRunSeedFalse(t *testing.T) {
-	addr, _, _ := startRun(t, "-addr", "127.0.0.1:0", "-seed=false")
-	resp, err := http.Get("http://" + addr + "/items")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if body, _ := io.ReadAll(resp.Body); string(body) != "{}" {
-		t.Errorf("GET /items with -seed=false = %s, want {}", body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.wantStatus {
+			t.Errorf("run %q: PUT /items/foo: status = %d, want %d", tt.args, resp.StatusCode, tt.wantStatus)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run %q returned %v after cancel, want nil", tt.args, err)
+			}
+		case <-time.After(shutdownTimeout + 5*time.Second):
+			t.Fatalf("run %q did not return after cancel", tt.args)
+		}
 	}
 }
 
