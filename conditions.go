@@ -19,29 +19,32 @@ func entityTag(it []byte) string {
 	return string(append(tag, '"'))
 }
 
-// conditions are a request's If-Match and If-None-Match fields (RFC 9110
-// §13.1.1, §13.1.2): their lines, nil if absent. parseConditions checks
-// their syntax.
-type conditions struct {
-	ifMatch, ifNoneMatch []string
-}
+// The condition fields a request may carry (RFC 9110 §13.1.1, §13.1.2), as
+// indexes of conditions.
+const ifMatch, ifNoneMatch = 0, 1
+
+// conditions are a request's condition fields: their lines, nil if absent.
+// parseConditions checks them.
+type conditions [2][]string
 
 // parseConditions reads the condition fields of h. A malformed one is a 400
 // rather than ignored, since ignoring it would turn a conditional write into
 // an unconditional one.
-func parseConditions(h http.Header) (conditions, *failure) {
-	for _, name := range [...]string{"If-Match", "If-None-Match"} {
-		if _, ok := matchField(h[name], "", false); !ok {
-			return conditions{}, &failure{status: http.StatusBadRequest, detail: "Malformed " + name + " header: send * or a list of quoted entity tags"}
+func parseConditions(h http.Header) (c conditions, f *failure) {
+	for i, name := range [...]string{ifMatch: "If-Match", ifNoneMatch: "If-None-Match"} {
+		if c[i] = h[name]; c[i] != nil {
+			if _, ok := matchField(c[i], "", false); !ok {
+				return c, &failure{status: http.StatusBadRequest, detail: "Malformed " + name + " header: send * or a list of quoted entity tags"}
+			}
 		}
 	}
-	return conditions{h["If-Match"], h["If-None-Match"]}, nil
+	return c, nil
 }
 
 // precondition returns the store Precondition that lets a write go ahead if
 // the conditions pass, or nil if there are none.
 func (c conditions) precondition() Precondition {
-	if c.ifMatch == nil && c.ifNoneMatch == nil {
+	if c[ifMatch] == nil && c[ifNoneMatch] == nil {
 		return nil
 	}
 	return func(current []byte, exists bool) bool {
@@ -60,14 +63,14 @@ func (c conditions) precondition() Precondition {
 // otherwise. If-Match compares strongly (a weak tag never matches),
 // If-None-Match weakly.
 func (c conditions) evaluate(tag string, safe bool) int {
-	ifMatch, _ := matchField(c.ifMatch, tag, false)
-	ifNoneMatch, _ := matchField(c.ifNoneMatch, tag, true)
+	matched, _ := matchField(c[ifMatch], tag, false)
+	noneMatched, _ := matchField(c[ifNoneMatch], tag, true)
 	switch {
-	case c.ifMatch != nil && !ifMatch:
+	case c[ifMatch] != nil && !matched:
 		return http.StatusPreconditionFailed
-	case ifNoneMatch && safe:
+	case noneMatched && safe:
 		return http.StatusNotModified
-	case ifNoneMatch:
+	case noneMatched:
 		return http.StatusPreconditionFailed
 	}
 	return 0

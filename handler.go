@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
-	"path"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -30,7 +29,7 @@ func routes(store *Store, maxBody int64) []route {
 		{"GET /items/{id}", handleGet(store)},
 		{"PUT /items/{id}", handlePut(store, maxBody)},
 		{"DELETE /items/{id}", handleDelete(store)},
-		{"GET /healthz", serveJSON(healthBody)},
+		{"GET /healthz", serveJSON([]byte(`{"status":"ok"}`))}, // the process is up: the store cannot fail
 		{"GET /openapi.json", serveJSON(openAPIDoc)},
 	}
 }
@@ -160,10 +159,6 @@ func handleList(store *Store) http.Handler {
 	})
 }
 
-// healthBody is the answer to a health check, which does not touch the
-// store: its only failure mode is the process itself failing.
-var healthBody = []byte(`{"status":"ok"}`)
-
 // openAPIDoc is the OpenAPI 3.1 description of this API. Tests check it
 // against the routes and the handlers' answers.
 //
@@ -220,9 +215,8 @@ func checkID(id string) *failure {
 // idProblem is the 422 for an id that fails validation.
 func idProblem(typ, msg, id string) *failure {
 	input, _ := json.Marshal(id)
-	return &failure{status: http.StatusUnprocessableEntity, detail: []fieldError{
-		{Type: typ, Loc: []any{"path", "id"}, Msg: msg, Input: echo(input)},
-	}}
+	problem := fieldError{Type: typ, Loc: []any{"path", "id"}, Msg: msg, Input: echo(input)}
+	return &failure{status: http.StatusUnprocessableEntity, detail: []fieldError{problem}}
 }
 
 // bufferPool holds request-body buffers, so that reading a body and building
@@ -356,16 +350,19 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 
 // rejectUncleanPaths answers 404 for a path that the mux would redirect to
 // a cleaned form, with a plain-text or empty body: a PUT is no request to
-// redirect. The test is the mux's own; FuzzCleanPath holds the two to the
-// same answers.
+// redirect. The test is the mux's own, made in one pass rather than with a
+// second path.Clean (the mux runs one anyway), which cost twice as much under
+// callgrind; FuzzCleanPath holds the two to the same answers.
 func rejectUncleanPaths(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		clean := path.Clean(p)
-		if strings.HasSuffix(p, "/") && clean != "/" {
-			clean += "/"
+		clean := p != "" && p[0] == '/' // and no empty, "." or ".." segment but a last empty one
+		for rest := strings.TrimPrefix(p, "/"); clean && rest != ""; {
+			var seg string
+			seg, rest, _ = strings.Cut(rest, "/")
+			clean = seg != "" && seg != "." && seg != ".."
 		}
-		if p == "" || p[0] != '/' || clean != p {
+		if !clean {
 			writeFailure(w, notFound)
 			return
 		}

@@ -365,7 +365,7 @@ func TestPanicBecomes500(t *testing.T) {
 	var logs strings.Builder
 	mux := http.NewServeMux()
 	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
-	mux.Handle("/ok", serveJSON(healthBody))
+	mux.Handle("/ok", serveJSON([]byte(`{"status":"ok"}`)))
 	srv := newTestServer(t, recoverPanics(mux, slog.New(slog.NewTextHandler(&logs, nil))))
 
 	if resp, body := do(t, srv, req{"GET", "/panic", "", nil}); resp.StatusCode != 500 || body != `{"detail":"Internal Server Error"}` {

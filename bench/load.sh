@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# load.sh: measure a fresh build of itemsvc with the shared load harness
-# (../shared/bench; its README lists the Debian packages it needs: wrk and the FastAPI original).
+# bench/load.sh: measure a fresh build of itemsvc with the shared load harness
+# in ../shared/bench, beside the checkout. bench/README.md says what each
+# mode measures and which Debian packages it needs.
 #
-#   ./load.sh throughput [ROUNDS [SECS]]
-#                                  update, create and mixed workloads: itemsvc against
-#                                  bare net/http, bare+timeouts and FastAPI (default 5
-#                                  rounds of 5 s; more, shorter rounds steady the medians)
-#   ./load.sh rss                  peak RSS after 1,000,000 creates: itemsvc, FastAPI
-#   ./load.sh 1m [ROUNDS]          mixed workload with 1M items stored vs 1k (default 3)
-#   ./load.sh instr                user-space instructions per create under callgrind
-#                                  (needs valgrind): itemsvc, bare, bare with timeouts
-#   ./load.sh paired [ROUNDS [SECS]]
-#                                  bare against itself, bare+timeouts, itemsvc-bare-put and
-#                                  itemsvc, two servers at a time on the same core (default
-#                                  8 rounds of 8 s)
+#   bench/load.sh throughput [ROUNDS [SECS]]
+#                         update, create and mixed workloads: itemsvc against bare
+#                         net/http, bare+timeouts and FastAPI (default 5 rounds of
+#                         5 s; more, shorter rounds steady the medians)
+#   bench/load.sh rss     peak RSS after 1,000,000 creates: itemsvc, FastAPI
+#   bench/load.sh 1m [ROUNDS]
+#                         mixed workload with 1M items stored vs 1k (default 3)
+#   bench/load.sh instr   user-space instructions per create under callgrind
+#                         (needs valgrind): itemsvc, bare, bare with timeouts
+#   bench/load.sh paired [ROUNDS [SECS]]
+#                         bare against itself, bare+timeouts, itemsvc-bare-put and
+#                         itemsvc, two servers at a time on the same core (default
+#                         8 rounds of 8 s)
 #
 # "bare+timeouts" is the harness's bare server built with itemsvc's four
 # http.Server timeouts: the ceiling for a server that protects itself alike.
