@@ -404,7 +404,7 @@ func parseJSONInt(num []byte) (int64, *fieldError) {
 func appendItemJSON(b, it []byte) []byte {
 	nameEnd := len("null")
 	if it[0] == '"' {
-		for nameEnd = 1; it[nameEnd] != '"'; nameEnd++ {
+		for nameEnd = 1; nameEnd < len(it) && it[nameEnd] != '"'; nameEnd++ {
 			if it[nameEnd] == '\\' {
 				nameEnd++ // an escaped character, perhaps a quote
 			}
