@@ -29,7 +29,7 @@ func routes(store *Store, maxBody int64) []route {
 		{"GET /items/{id}", handleGet(store)},
 		{"PUT /items/{id}", handlePut(store, maxBody)},
 		{"DELETE /items/{id}", handleDelete(store)},
-		{"GET /healthz", serveJSON([]byte(`{"status":"ok"}`))}, // the process is up: the store cannot fail
+		{"GET /healthz", serveJSON([]byte(`{"status":"ok"}`))}, // not the store: it cannot fail alone
 		{"GET /openapi.json", serveJSON(openAPIDoc)},
 	}
 }
@@ -42,17 +42,17 @@ func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool)
 	allow := map[string][]string{} // path → the methods it serves
 	for _, rt := range routes(store, maxBody) {
 		mux.Handle(rt.pattern, rt.handler)
-		method, p, _ := strings.Cut(rt.pattern, " ")
+		method, path, _ := strings.Cut(rt.pattern, " ")
 		if method == http.MethodGet {
 			method += ", " + http.MethodHead // the mux serves HEAD with GET
 		}
-		allow[p] = append(allow[p], method)
+		allow[path] = append(allow[path], method)
 	}
 	// The 405s list the methods a path serves in Allow, as RFC 9110 §15.5.6
 	// requires.
-	for p, methods := range allow {
+	for path, methods := range allow {
 		methods := strings.Join(methods, ", ")
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", methods)
 			writeFailure(w, notAllowed)
 		})
