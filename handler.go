@@ -1,18 +1,18 @@
 package main
 
 import (
+	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 )
 
@@ -219,6 +219,125 @@ func idProblem(typ, msg, id string) *failure {
 	return &failure{status: http.StatusUnprocessableEntity, detail: []fieldError{problem}}
 }
 
+// Conditional requests (RFC 9110 §13): entity tags, If-Match and
+// If-None-Match.
+
+// entityTag returns the strong entity tag of it: a hash of its stored form,
+// which maps one to one to its JSON. Equal items get equal tags, also across
+// restarts, and no per-item state is stored. SHA-256 rather than a fast
+// non-cryptographic hash, because a client that could make two items collide
+// could make a conditional write succeed against the wrong item.
+func entityTag(it []byte) string {
+	sum := sha256.Sum256(it)
+	tag := append(make([]byte, 0, 2+22), '"') // 16 bytes of hash in unpadded base64, quoted
+	tag = base64.RawURLEncoding.AppendEncode(tag, sum[:16])
+	return string(append(tag, '"'))
+}
+
+// The condition fields a request may carry (RFC 9110 §13.1.1, §13.1.2), as
+// indexes of conditions.
+const ifMatch, ifNoneMatch = 0, 1
+
+// conditions are a request's condition fields: their lines, nil if absent.
+// parseConditions checks them.
+type conditions [2][]string
+
+// parseConditions reads the condition fields of h. A malformed one is a 400
+// rather than ignored, since ignoring it would turn a conditional write into
+// an unconditional one.
+func parseConditions(h http.Header) (c conditions, f *failure) {
+	for i, name := range [...]string{ifMatch: "If-Match", ifNoneMatch: "If-None-Match"} {
+		if c[i] = h[name]; c[i] != nil {
+			if _, ok := matchField(c[i], "", false); !ok {
+				return c, &failure{status: http.StatusBadRequest, detail: "Malformed " + name + " header: send * or a list of quoted entity tags"}
+			}
+		}
+	}
+	return c, nil
+}
+
+// precondition returns the store Precondition that lets a write go ahead if
+// the conditions pass, or nil if there are none.
+func (c conditions) precondition() Precondition {
+	if c[ifMatch] == nil && c[ifNoneMatch] == nil {
+		return nil
+	}
+	return func(current []byte, exists bool) bool {
+		tag := ""
+		if exists {
+			tag = entityTag(current)
+		}
+		return c.evaluate(tag, false) == 0
+	}
+}
+
+// evaluate applies the conditions to the current item, whose entity tag is
+// tag ("" if there is no item), as RFC 9110 §13.2.2 orders them. It returns
+// 0 if the request may go ahead, http.StatusNotModified if safe (a GET or
+// HEAD) and If-None-Match matched, and http.StatusPreconditionFailed
+// otherwise. If-Match compares strongly (a weak tag never matches),
+// If-None-Match weakly.
+func (c conditions) evaluate(tag string, safe bool) int {
+	matched, _ := matchField(c[ifMatch], tag, false)
+	noneMatched, _ := matchField(c[ifNoneMatch], tag, true)
+	switch {
+	case c[ifMatch] != nil && !matched:
+		return http.StatusPreconditionFailed
+	case noneMatched && safe:
+		return http.StatusNotModified
+	case noneMatched:
+		return http.StatusPreconditionFailed
+	}
+	return 0
+}
+
+// matchField reports whether a condition field, given as its lines, matches
+// the item whose tag is tag ("" if there is none): "*" matches any item, a
+// list matches if one of its tags does. It also reports whether the field is
+// well formed; an absent one is, and matches nothing.
+func matchField(lines []string, tag string, weak bool) (matched, ok bool) {
+	field := strings.Join(lines, ",")
+	if strings.TrimSpace(field) == "*" {
+		return tag != "", true
+	}
+	return matchTag(field, tag, weak)
+}
+
+// matchTag scans field as a list of entity tags (RFC 9110 §8.8.3, with the
+// empty list elements §5.6.1 tells recipients to accept) and reports whether
+// one of them equals tag (weak tags count only if weak is set), and whether
+// the whole field is well formed.
+func matchTag(field, tag string, weak bool) (matched, ok bool) {
+	for rest := field; ; {
+		rest = strings.TrimLeft(rest, " \t,")
+		if rest == "" {
+			return matched, true
+		}
+		opaque, isWeak := strings.CutPrefix(rest, "W/")
+		if !strings.HasPrefix(opaque, `"`) {
+			return false, false
+		}
+		end := strings.IndexByte(opaque[1:], '"') + 2 // just past the closing quote
+		if end == 1 {
+			return false, false // no closing quote
+		}
+		for _, c := range []byte(opaque[1 : end-1]) {
+			if c < 0x21 || c == 0x7f {
+				return false, false
+			}
+		}
+		if (!isWeak || weak) && opaque[:end] == tag {
+			matched = true
+		}
+		rest = strings.TrimLeft(opaque[end:], " \t")
+		if rest != "" && rest[0] != ',' {
+			return false, false
+		}
+	}
+}
+
+// Request bodies.
+
 // bufferPool holds request-body buffers, so that reading a body and building
 // the item costs no allocation in the steady state.
 var bufferPool = sync.Pool{New: func() any {
@@ -291,6 +410,8 @@ func checkContentType(h http.Header) *failure {
 	return nil
 }
 
+// Answers.
+
 // A failure is the answer to a request that cannot be served: its status and
 // what the client may see: a short sentence or, for a 422, every problem
 // found. Nothing else about the cause reaches a client.
@@ -346,86 +467,4 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.WriteHeader(status)
 	// A failed write means the client has gone; there is no one to tell.
 	_, _ = w.Write(body)
-}
-
-// rejectUncleanPaths answers 404 for a path that the mux would redirect to
-// a cleaned form, with a plain-text or empty body: a PUT is no request to
-// redirect. The test is the mux's own, made in one pass rather than with a
-// second path.Clean (the mux runs one anyway), which cost twice as much under
-// callgrind; FuzzCleanPath holds the two to the same answers.
-func rejectUncleanPaths(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		clean := p != "" && p[0] == '/' // and no empty, "." or ".." segment but a last empty one
-		for rest := strings.TrimPrefix(p, "/"); clean && rest != ""; {
-			var seg string
-			seg, rest, _ = strings.Cut(rest, "/")
-			clean = seg != "" && seg != "." && seg != ".."
-		}
-		if !clean {
-			writeFailure(w, notFound)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// recoverPanics turns a panic in next into a logged error and a JSON 500, so
-// that one bad request never takes the server down or shows a stack trace.
-func recoverPanics(next http.Handler, logger *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v) // net/http's own signal to drop the connection quietly
-				}
-				logger.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
-					"panic", v, "stack", string(debug.Stack()))
-				writeFailure(w, internalError)
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
-}
-
-// logAccess logs one line per request after it is served.
-func logAccess(next http.Handler, logger *slog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
-		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.EscapedPath()),
-			slog.Int("status", rec.status),
-			slog.Int64("bytes", rec.bytes),
-			slog.Duration("duration", time.Since(start)))
-	})
-}
-
-// statusRecorder remembers the status and body size a handler sent, for the
-// access log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	n, err := s.ResponseWriter.Write(b)
-	s.bytes += int64(n)
-	return n, err
 }

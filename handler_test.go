@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -98,16 +97,10 @@ var seeded = map[string]string{
 }
 
 // items returns what GET /items answers, id by id.
-func items(t *testing.T, srv *httptest.Server) map[string]string {
+func items(t *testing.T, srv *httptest.Server) (m map[string]json.RawMessage) {
 	t.Helper()
-	resp, body := do(t, srv, req{"GET", "/items", "", nil})
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(body), &raw); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /items: %d %s: %v", resp.StatusCode, body, err)
-	}
-	m := make(map[string]string)
-	for id, it := range raw {
-		m[id] = string(it)
+	if resp, body := do(t, srv, req{"GET", "/items", "", nil}); resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &m) != nil {
+		t.Fatalf("GET /items: %d %s", resp.StatusCode, body)
 	}
 	return m
 }
@@ -125,8 +118,8 @@ func checkStore(t *testing.T, srv *httptest.Server, rq req, status int, item str
 	case rq.method == "DELETE" && status < 300:
 		delete(want, id)
 	}
-	if got := items(t, srv); !maps.Equal(got, want) {
-		t.Errorf("%s: the store holds %v, want %v", rq, got, want)
+	if got := items(t, srv); !maps.EqualFunc(got, want, func(g json.RawMessage, w string) bool { return string(g) == w }) {
+		t.Errorf("%s: the store holds %s, want %s", rq, got, want)
 	}
 }
 
@@ -199,19 +192,6 @@ func TestSuccess(t *testing.T) {
 	checkContract(t, []contractCase{
 		{name: "update existing", req: req{"PUT", "/items/foo", `{"name":"Bars","size":9}`, jsonCT}, status: 200, body: `{"name":"Bars","size":9}`},
 		{name: "create new", req: req{"PUT", "/items/baz", `{"name":"Baz","size":1}`, jsonCT}, status: 201, body: `{"name":"Baz","size":1}`},
-		{name: "partial body leaves size null", req: req{"PUT", "/items/foo", `{"name":"x"}`, jsonCT}, status: 200, body: `{"name":"x","size":null}`},
-		{name: "empty body means both null", req: req{"PUT", "/items/foo", "", nil}, status: 200, body: null},
-		{name: "JSON null means both null", req: req{"PUT", "/items/new", `null`, jsonCT}, status: 201, body: null},
-		{name: "explicit nulls", req: req{"PUT", "/items/foo", `{"name":null,"size":null}`, jsonCT}, status: 200, body: null},
-		{name: "empty object", req: req{"PUT", "/items/foo", `{}`, jsonCT}, status: 200, body: null},
-		{name: "integral float", req: req{"PUT", "/items/foo", `{"size":6.0}`, jsonCT}, status: 200, body: `{"name":null,"size":6}`},
-		{name: "exponent", req: req{"PUT", "/items/foo", `{"size":1e3}`, jsonCT}, status: 200, body: `{"name":null,"size":1000}`},
-		{name: "int64 extremes", req: req{"PUT", "/items/foo", `{"size":-9223372036854775808}`, jsonCT}, status: 200, body: `{"name":null,"size":-9223372036854775808}`},
-		{name: "unknown and miscased keys ignored", req: req{"PUT", "/items/foo", `{"Name":"no","SIZE":1,"extra":[1,{"a":"}"}],"name":"yes"}`, jsonCT},
-			status: 200, body: `{"name":"yes","size":null}`},
-		{name: "last repeated key wins", req: req{"PUT", "/items/foo", `{"size":"bad","size":2}`, jsonCT}, status: 200, body: `{"name":null,"size":2}`},
-		{name: "escapes are canonicalised", req: req{"PUT", "/items/foo", `{"n\u0061me":"a\u0062\"\/\n\u00e9"}`, jsonCT}, status: 200, body: `{"name":"ab\"/\né","size":null}`},
-		{name: "whitespace everywhere", req: req{"PUT", "/items/foo", " \n{ \"name\" : \"x\" ,\t\"size\" : 2 } \r\n", jsonCT}, status: 200, body: `{"name":"x","size":2}`},
 		{name: "vendor +json media type with charset", req: req{"PUT", "/items/foo", `{}`, map[string]string{"Content-Type": "Application/Merge-Patch+JSON; Charset=UTF-8"}}, status: 200, body: null},
 		{name: "missing content type", req: req{"PUT", "/items/foo", `{"size":1}`, nil}, status: 200, body: `{"name":null,"size":1}`},
 		{name: "identity content encoding", req: req{"PUT", "/items/foo", `{}`, map[string]string{"Content-Type": "application/json", "Content-Encoding": "Identity"}}, status: 200, body: null},
@@ -229,10 +209,6 @@ func TestSuccess(t *testing.T) {
 func TestErrors(t *testing.T) {
 	mediaType := detail("Unsupported Media Type: send a JSON body with Content-Type: application/json")
 	notFound, notAllowed := detail("Not Found"), detail("Method Not Allowed")
-	sizeIs := func(typ string) []problem { return []problem{{typ, []any{"body", "size"}}} }
-	invalidAt := func(offset float64) []problem { return []problem{{"json_invalid", []any{"body", offset}}} }
-	notObject := []problem{{"model_attributes_type", []any{"body"}}}
-	nameNotString := []problem{{"string_type", []any{"body", "name"}}}
 	checkContract(t, []contractCase{
 		{name: "text/plain body", req: req{"PUT", "/items/foo", `{"name":"x"}`, map[string]string{"Content-Type": "text/plain"}}, status: 415, body: mediaType},
 		{name: "form post", req: req{"PUT", "/items/foo", `name=x`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}}, status: 415, body: mediaType},
@@ -242,24 +218,6 @@ func TestErrors(t *testing.T) {
 		{name: "bare +json", req: req{"PUT", "/items/foo", `{}`, map[string]string{"Content-Type": "application/+json"}}, status: 415, body: mediaType},
 		{name: "gzip", req: req{"PUT", "/items/foo", `{}`, map[string]string{"Content-Type": "application/json", "Content-Encoding": "gzip"}},
 			status: 415, body: detail("Unsupported Content-Encoding: send the body uncompressed")},
-		{name: "name not a string", req: req{"PUT", "/items/foo", `{"name":1}`, jsonCT}, status: 422, problems: nameNotString},
-		{name: "name an object", req: req{"PUT", "/items/foo", `{"name":{"a":1}}`, jsonCT}, status: 422, problems: nameNotString},
-		{name: "size a string", req: req{"PUT", "/items/foo", `{"size":"6"}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "size a boolean", req: req{"PUT", "/items/foo", `{"size":true}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "size an array", req: req{"PUT", "/items/foo", `{"size":[6]}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "size a fraction", req: req{"PUT", "/items/foo", `{"size":6.5}`, jsonCT}, status: 422, problems: sizeIs("int_from_float")},
-		{name: "size above int64", req: req{"PUT", "/items/foo", `{"size":9223372036854775808}`, jsonCT}, status: 422, problems: sizeIs("less_than_equal")},
-		{name: "size below int64", req: req{"PUT", "/items/foo", `{"size":-1e19}`, jsonCT}, status: 422, problems: sizeIs("greater_than_equal")},
-		{name: "every bad field reported", req: req{"PUT", "/items/foo", `{"name":false,"size":"x"}`, jsonCT},
-			status: 422, problems: append(nameNotString, sizeIs("int_type")...)},
-		{name: "only the last repeated key validated", req: req{"PUT", "/items/foo", `{"size":1,"size":"x"}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "malformed JSON", req: req{"PUT", "/items/foo", `{"name":}`, jsonCT}, status: 422, problems: invalidAt(8)},
-		{name: "truncated JSON", req: req{"PUT", "/items/foo", `{"name":"x"`, jsonCT}, status: 422, problems: invalidAt(11)},
-		{name: "trailing data", req: req{"PUT", "/items/foo", `{"name":"x"} x`, jsonCT}, status: 422, problems: invalidAt(13)},
-		{name: "invalid UTF-8", req: req{"PUT", "/items/foo", "{\"name\":\"\xff\"}", jsonCT}, status: 422, problems: invalidAt(9)},
-		{name: "body an array", req: req{"PUT", "/items/foo", `[{"name":"x"}]`, jsonCT}, status: 422, problems: notObject},
-		{name: "body a string", req: req{"PUT", "/items/foo", `"x"`, jsonCT}, status: 422, problems: notObject},
-		{name: "body a number", req: req{"PUT", "/items/foo", `6`, jsonCT}, status: 422, problems: notObject},
 		{name: "id too long", req: req{"PUT", "/items/" + strings.Repeat("i", maxIDLen+1), `{}`, jsonCT}, status: 422, problems: []problem{{"string_too_long", []any{"path", "id"}}}},
 		{name: "id not UTF-8", req: req{"PUT", "/items/%FF", `{}`, jsonCT}, status: 422, problems: []problem{{"string_unicode", []any{"path", "id"}}}},
 		{name: "encoded slash in id", req: req{"PUT", "/items/a%2Fb", `{}`, jsonCT}, status: 404, body: notFound},
@@ -329,22 +287,6 @@ func checkErrorBody(t *testing.T, call string, resp *http.Response, body string)
 	}
 }
 
-// TestSameNewIDTwice checks the upsert's two answers in sequence.
-func TestSameNewIDTwice(t *testing.T) {
-	srv := newTestServer(t, nil)
-	for _, tt := range []struct {
-		body       string
-		wantStatus int
-	}{{`{"size":1}`, http.StatusCreated}, {`{"size":2}`, http.StatusOK}} {
-		if resp, body := do(t, srv, req{"PUT", "/items/twice", tt.body, jsonCT}); resp.StatusCode != tt.wantStatus {
-			t.Errorf("PUT /items/twice %s: status = %d, want %d (body %s)", tt.body, resp.StatusCode, tt.wantStatus, body)
-		}
-	}
-	if _, body := do(t, srv, req{"GET", "/items/twice", "", nil}); body != `{"name":null,"size":2}` {
-		t.Errorf("GET /items/twice = %s, want the second write", body)
-	}
-}
-
 // TestLargeBodyWithinLimit stores a body far larger than the buffers the
 // handler pools, just under the default limit.
 func TestLargeBodyWithinLimit(t *testing.T) {
@@ -356,271 +298,6 @@ func TestLargeBodyWithinLimit(t *testing.T) {
 	}
 	if _, body := do(t, srv, req{"GET", "/items/big", "", nil}); body != want {
 		t.Errorf("GET /items/big: %d bytes, want the %d-byte item", len(body), len(want))
-	}
-}
-
-// TestPanicBecomes500 checks that a panicking handler answers a JSON 500,
-// logs the panic, and that the server goes on serving.
-func TestPanicBecomes500(t *testing.T) {
-	var logs strings.Builder
-	mux := http.NewServeMux()
-	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
-	mux.Handle("/ok", serveJSON([]byte(`{"status":"ok"}`)))
-	srv := newTestServer(t, recoverPanics(mux, slog.New(slog.NewTextHandler(&logs, nil))))
-
-	if resp, body := do(t, srv, req{"GET", "/panic", "", nil}); resp.StatusCode != 500 || body != `{"detail":"Internal Server Error"}` {
-		t.Errorf("GET /panic: %d %s, want 500 {\"detail\":\"Internal Server Error\"}", resp.StatusCode, body)
-	}
-	if !strings.Contains(logs.String(), "boom") {
-		t.Errorf("the panic was not logged: %q", logs.String())
-	}
-	if resp, _ := do(t, srv, req{"GET", "/ok", "", nil}); resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /ok after a panic: status = %d, want 200", resp.StatusCode)
-	}
-}
-
-// TestAccessLog checks the access log line's fields.
-func TestAccessLog(t *testing.T) {
-	var logs strings.Builder
-	srv := newTestServer(t, NewServer(NewStore(true), slog.New(slog.NewJSONHandler(&logs, nil)), testMaxBody, true))
-	do(t, srv, req{"PUT", "/items/new%20one", `{"size":1}`, jsonCT})
-
-	type accessLine struct {
-		Msg, Method, Path string
-		Status            int
-		Bytes, Duration   int64
-	}
-	var got accessLine
-	if err := json.Unmarshal([]byte(logs.String()), &got); err != nil {
-		t.Fatalf("access log %q: %v", logs.String(), err)
-	}
-	if got.Duration <= 0 {
-		t.Errorf("access log duration = %d, want > 0", got.Duration)
-	}
-	got.Duration = 0
-	if want := (accessLine{Msg: "request", Method: "PUT", Path: "/items/new%20one", Status: 201, Bytes: 22}); got != want {
-		t.Errorf("access log = %+v, want %+v", got, want)
-	}
-}
-
-// fooTag is the entity tag of the seeded item foo.
-var fooTag = entityTag([]byte(seedItems["foo"]))
-
-// cond returns request headers with "{foo}" standing for foo's tag.
-func cond(kv ...string) map[string]string {
-	h := map[string]string{"Content-Type": "application/json"}
-	for i := 0; i < len(kv); i += 2 {
-		h[kv[i]] = strings.ReplaceAll(kv[i+1], "{foo}", fooTag)
-	}
-	return h
-}
-
-func TestConditionalRequests(t *testing.T) {
-	x, stored := `{"name":"x"}`, `{"name":"x","size":null}`
-	failed, notFound := detail("Precondition Failed"), detail("Not Found")
-	malformed := func(name string) string {
-		return detail("Malformed " + name + " header: send * or a list of quoted entity tags")
-	}
-	checkContract(t, []contractCase{
-		{name: "create-only on a new id", req: req{"PUT", "/items/new", x, cond("If-None-Match", "*")}, status: 201, body: stored},
-		{name: "create-only on an existing id", req: req{"PUT", "/items/foo", x, cond("If-None-Match", "*")}, status: 412, body: failed},
-		{name: "update-only on an existing id", req: req{"PUT", "/items/foo", x, cond("If-Match", "*")}, status: 200, body: stored},
-		{name: "update-only on a new id", req: req{"PUT", "/items/new", x, cond("If-Match", "*")}, status: 412, body: failed},
-		{name: "If-Match current tag", req: req{"PUT", "/items/foo", x, cond("If-Match", "{foo}")}, status: 200, body: stored},
-		{name: "If-Match stale tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"stale"`)}, status: 412, body: failed},
-		{name: "If-Match list holding the tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"a", {foo} ,"b"`)}, status: 200, body: stored},
-		{name: "If-Match list of empty elements", req: req{"PUT", "/items/foo", x, cond("If-Match", ` , ,`)}, status: 412, body: failed},
-		{name: "If-Match weak tag never matches", req: req{"PUT", "/items/foo", x, cond("If-Match", "W/{foo}")}, status: 412, body: failed},
-		{name: "If-Match tag of a missing item", req: req{"PUT", "/items/new", x, cond("If-Match", "{foo}")}, status: 412, body: failed},
-		{name: "If-None-Match current tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", "{foo}")}, status: 412, body: failed},
-		{name: "If-None-Match weak form of current tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", "W/{foo}")}, status: 412, body: failed},
-		{name: "If-None-Match other tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", `"other"`)}, status: 200, body: stored},
-		{name: "If-Match passes, If-None-Match fails", req: req{"PUT", "/items/foo", x, cond("If-Match", "{foo}", "If-None-Match", "{foo}")}, status: 412, body: failed},
-		{name: "failed precondition wins over a bad body", req: req{"PUT", "/items/foo", `{"size":"x"}`, cond("If-Match", `"stale"`)}, status: 412, body: failed},
-		{name: "bad body with a passing precondition", req: req{"PUT", "/items/foo", `{"size":"x"}`, cond("If-Match", "{foo}")},
-			status: 422, problems: []problem{{"int_type", []any{"body", "size"}}}},
-		{name: "unquoted tag", req: req{"PUT", "/items/foo", x, cond("If-Match", "abc")}, status: 400, body: malformed("If-Match")},
-		{name: "junk after a tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"a" b`)}, status: 400, body: malformed("If-Match")},
-		{name: "unterminated tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", `"a`)}, status: 400, body: malformed("If-None-Match")},
-		{name: "star in a list", req: req{"PUT", "/items/foo", x, cond("If-None-Match", `*, "a"`)}, status: 400, body: malformed("If-None-Match")},
-		{name: "space inside a tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"a b"`)}, status: 400, body: malformed("If-Match")},
-		{name: "DELETE If-Match current tag", req: req{"DELETE", "/items/foo", "", cond("If-Match", "{foo}")}, status: 204},
-		{name: "DELETE If-Match star", req: req{"DELETE", "/items/foo", "", cond("If-Match", "*")}, status: 204},
-		{name: "DELETE If-Match stale tag", req: req{"DELETE", "/items/foo", "", cond("If-Match", `"stale"`)}, status: 412, body: failed},
-		{name: "DELETE missing item ignores conditions", req: req{"DELETE", "/items/new", "", cond("If-Match", "*")}, status: 404, body: notFound},
-		{name: "DELETE malformed If-Match", req: req{"DELETE", "/items/foo", "", cond("If-Match", "W/")}, status: 400, body: malformed("If-Match")},
-		{name: "GET If-None-Match current tag", req: req{"GET", "/items/foo", "", cond("If-None-Match", "{foo}")}, status: 304},
-		{name: "GET If-None-Match weak form", req: req{"GET", "/items/foo", "", cond("If-None-Match", "W/{foo}")}, status: 304},
-		{name: "GET If-None-Match star", req: req{"GET", "/items/foo", "", cond("If-None-Match", "*")}, status: 304},
-		{name: "GET If-None-Match other tag", req: req{"GET", "/items/foo", "", cond("If-None-Match", `"other"`)}, status: 200, body: seeded["foo"]},
-		{name: "GET If-Match stale tag", req: req{"GET", "/items/foo", "", cond("If-Match", `"stale"`)}, status: 412, body: failed},
-		{name: "GET missing item ignores conditions", req: req{"GET", "/items/new", "", cond("If-None-Match", "*")}, status: 404, body: notFound},
-		{name: "GET malformed If-None-Match", req: req{"GET", "/items/foo", "", cond("If-None-Match", "{foo}x")}, status: 400, body: malformed("If-None-Match")},
-		{name: "HEAD If-None-Match current tag", req: req{"HEAD", "/items/foo", "", cond("If-None-Match", "{foo}")}, status: 304},
-	})
-}
-
-// TestETag checks what the entity tag is tied to: the item's stored
-// representation, and nothing else.
-func TestETag(t *testing.T) {
-	srv := newTestServer(t, nil)
-	tagOf := func(method string) string {
-		t.Helper()
-		resp, _ := do(t, srv, req{method, "/items/foo", "", nil})
-		tag := resp.Header.Get("ETag")
-		if _, ok := matchTag(tag, tag, false); !ok || strings.HasPrefix(tag, "W/") {
-			t.Fatalf("%s /items/foo: ETag %q is not a strong entity tag", method, tag)
-		}
-		return tag
-	}
-	put := func(body string) {
-		t.Helper()
-		if resp, _ := do(t, srv, req{"PUT", "/items/foo", body, jsonCT}); resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != "" {
-			t.Fatalf("PUT /items/foo %s: status %d, ETag %q; want 200 and no ETag", body, resp.StatusCode, resp.Header.Get("ETag"))
-		}
-	}
-	first := tagOf("GET")
-	if first != fooTag {
-		t.Errorf("ETag of foo = %s, want %s", first, fooTag)
-	}
-	put(`{"name":"Fighters","size":7}`)
-	if changed := tagOf("GET"); changed == first {
-		t.Errorf("ETag stayed %s after foo changed", changed)
-	}
-	put(` { "size" : 6, "name" : "Fighters" } `)
-	for _, method := range []string{"GET", "HEAD"} {
-		if back := tagOf(method); back != first {
-			t.Errorf("%s: ETag = %s after foo got its first representation back, want %s", method, back, first)
-		}
-	}
-}
-
-// TestRaces has many clients PUT one new id at the same moment: exactly one
-// creates it, whatever the others get.
-func TestRaces(t *testing.T) {
-	const clients = 50
-	tests := []struct {
-		name       string
-		header     map[string]string
-		wantOthers int
-	}{
-		{"plain PUTs", jsonCT, http.StatusOK},
-		{"create-only PUTs", cond("If-None-Match", "*"), http.StatusPreconditionFailed},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, nil)
-			statuses := make(chan int, clients)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range clients {
-				wg.Go(func() {
-					<-start
-					resp, _, err := send(srv, req{"PUT", "/items/race", `{"size":` + strconv.Itoa(i) + `}`, tt.header})
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					statuses <- resp.StatusCode
-				})
-			}
-			close(start)
-			wg.Wait()
-			close(statuses)
-			counts := map[int]int{}
-			for s := range statuses {
-				counts[s]++
-			}
-			if want := map[int]int{http.StatusCreated: 1, tt.wantOthers: clients - 1}; !maps.Equal(counts, want) {
-				t.Errorf("%d concurrent %s of one new id: statuses %v, want %v", clients, tt.name, counts, want)
-			}
-			if resp, _ := do(t, srv, req{"GET", "/items/race", "", nil}); resp.StatusCode != http.StatusOK {
-				t.Errorf("GET /items/race after the race: status %d, want 200", resp.StatusCode)
-			}
-		})
-	}
-}
-
-// TestNoLostUpdates has many clients increment one item's size by
-// read-modify-write with If-Match, retrying on 412: every increment counts.
-func TestNoLostUpdates(t *testing.T) {
-	srv := newTestServer(t, nil)
-	const clients, increments = 8, 25
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for range increments {
-				if err := increment(srv); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	want := `{"name":"Fighters","size":` + strconv.Itoa(6+clients*increments) + `}`
-	if _, got := do(t, srv, req{"GET", "/items/foo", "", nil}); got != want {
-		t.Errorf("after %d×%d conditional increments: foo = %s, want %s", clients, increments, got, want)
-	}
-}
-
-// increment adds one to the size of foo, retrying until its If-Match write
-// wins.
-func increment(srv *httptest.Server) error {
-	for {
-		resp, body, err := send(srv, req{"GET", "/items/foo", "", nil})
-		var it struct {
-			Name string
-			Size int
-		}
-		if err == nil {
-			err = json.Unmarshal([]byte(body), &it)
-		}
-		if err != nil {
-			return err
-		}
-		newBody, _ := json.Marshal(map[string]any{"name": it.Name, "size": it.Size + 1})
-		resp, _, err = send(srv, req{"PUT", "/items/foo", string(newBody), cond("If-Match", resp.Header.Get("ETag"))})
-		switch {
-		case err != nil:
-			return err
-		case resp.StatusCode == http.StatusOK:
-			return nil
-		case resp.StatusCode != http.StatusPreconditionFailed: // on 412 someone else wrote first: read again
-			return fmt.Errorf("PUT /items/foo: status %s", resp.Status)
-		}
-	}
-}
-
-func TestMatchTag(t *testing.T) {
-	tests := []struct {
-		field, tag  string
-		weak        bool
-		matched, ok bool
-	}{
-		{`"a"`, `"a"`, false, true, true},
-		{`"a"`, `"b"`, false, false, true},
-		{`W/"a"`, `"a"`, false, false, true},
-		{`W/"a"`, `"a"`, true, true, true},
-		{`"x", "a"`, `"a"`, false, true, true},
-		{` ,"x",,	"a" , `, `"a"`, false, true, true},
-		{`""`, `""`, false, true, true},
-		{`"a,b"`, `"a,b"`, false, true, true},
-		{"\"\x80\xff\"", "\"\x80\xff\"", false, true, true},
-		{``, `"a"`, false, false, true},
-		{`a`, ``, false, false, false},
-		{`"a`, ``, false, false, false},
-		{`"a" "b"`, ``, false, false, false},
-		{`"a b"`, ``, false, false, false},
-		{`w/"a"`, ``, false, false, false},
-		{`W/`, ``, false, false, false},
-		{`*`, ``, false, false, false},
-		{"\"a\x7f\"", ``, false, false, false},
-	}
-	for _, tt := range tests {
-		if matched, ok := matchTag(tt.field, tt.tag, tt.weak); matched != tt.matched || ok != tt.ok {
-			t.Errorf("matchTag(%q, %q, weak=%v) = %v, %v; want %v, %v", tt.field, tt.tag, tt.weak, matched, ok, tt.matched, tt.ok)
-		}
 	}
 }
 
@@ -727,31 +404,6 @@ func checkItemJSON(t *testing.T, call, body string) {
 	if err := dec.Decode(&it); err != nil || !strings.HasPrefix(body, `{"name":`) || !strings.Contains(body, `,"size":`) {
 		t.Fatalf("%s: body %s is not an item: %v", call, body, err)
 	}
-}
-
-// FuzzCleanPath holds rejectUncleanPaths to the mux it stands in front of:
-// a path passes exactly when a ServeMux serves it rather than redirecting.
-func FuzzCleanPath(f *testing.F) {
-	for _, p := range []string{"", "/", "//", "/items", "/items/", "/items//", "/items/foo",
-		"/items/.", "/items/..", "/items/./foo", "/items/../foo", "/items/...", "/items/.x",
-		"/items/foo/.", "items/foo", "*", "/a//b", "/./", "/../"} {
-		f.Add(p)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
-	guarded := rejectUncleanPaths(mux)
-	f.Fuzz(func(t *testing.T, p string) {
-		code := func(h http.Handler) int {
-			r := httptest.NewRequest("GET", "/", nil)
-			r.URL.Path, r.URL.RawPath = p, ""
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			return w.Code
-		}
-		if served, passes := code(mux) == http.StatusOK, code(guarded) == http.StatusOK; served != passes {
-			t.Fatalf("path %q: the mux serves it: %v; rejectUncleanPaths lets it pass: %v", p, served, passes)
-		}
-	})
 }
 
 // discardWriter is a ResponseWriter that keeps nothing but the status, so

@@ -3,11 +3,62 @@ package main
 import (
 	"encoding/json"
 	"math/big"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
 )
+
+// TestDecoding checks what bodies mean through the real handler: each PUT
+// stores and answers the item decoded from its body.
+func TestDecoding(t *testing.T) {
+	const null = `{"name":null,"size":null}`
+	checkContract(t, []contractCase{
+		{name: "partial body leaves size null", req: req{"PUT", "/items/foo", `{"name":"x"}`, jsonCT}, status: 200, body: `{"name":"x","size":null}`},
+		{name: "empty body means both null", req: req{"PUT", "/items/foo", "", nil}, status: 200, body: null},
+		{name: "JSON null means both null", req: req{"PUT", "/items/new", `null`, jsonCT}, status: 201, body: null},
+		{name: "explicit nulls", req: req{"PUT", "/items/foo", `{"name":null,"size":null}`, jsonCT}, status: 200, body: null},
+		{name: "empty object", req: req{"PUT", "/items/foo", `{}`, jsonCT}, status: 200, body: null},
+		{name: "integral float", req: req{"PUT", "/items/foo", `{"size":6.0}`, jsonCT}, status: 200, body: `{"name":null,"size":6}`},
+		{name: "exponent", req: req{"PUT", "/items/foo", `{"size":1e3}`, jsonCT}, status: 200, body: `{"name":null,"size":1000}`},
+		{name: "int64 extremes", req: req{"PUT", "/items/foo", `{"size":-9223372036854775808}`, jsonCT}, status: 200, body: `{"name":null,"size":-9223372036854775808}`},
+		{name: "unknown and miscased keys ignored", req: req{"PUT", "/items/foo", `{"Name":"no","SIZE":1,"extra":[1,{"a":"}"}],"name":"yes"}`, jsonCT},
+			status: 200, body: `{"name":"yes","size":null}`},
+		{name: "last repeated key wins", req: req{"PUT", "/items/foo", `{"size":"bad","size":2}`, jsonCT}, status: 200, body: `{"name":null,"size":2}`},
+		{name: "escapes are canonicalised", req: req{"PUT", "/items/foo", `{"n\u0061me":"a\u0062\"\/\n\u00e9"}`, jsonCT}, status: 200, body: `{"name":"ab\"/\né","size":null}`},
+		{name: "whitespace everywhere", req: req{"PUT", "/items/foo", " \n{ \"name\" : \"x\" ,\t\"size\" : 2 } \r\n", jsonCT}, status: 200, body: `{"name":"x","size":2}`},
+	})
+}
+
+// TestDecodingErrors checks the 422s through the real handler: pydantic's
+// type and loc for every problem a body has.
+func TestDecodingErrors(t *testing.T) {
+	sizeIs := func(typ string) []problem { return []problem{{typ, []any{"body", "size"}}} }
+	invalidAt := func(offset float64) []problem { return []problem{{"json_invalid", []any{"body", offset}}} }
+	notObject := []problem{{"model_attributes_type", []any{"body"}}}
+	nameNotString := []problem{{"string_type", []any{"body", "name"}}}
+	checkContract(t, []contractCase{
+		{name: "name not a string", req: req{"PUT", "/items/foo", `{"name":1}`, jsonCT}, status: 422, problems: nameNotString},
+		{name: "name an object", req: req{"PUT", "/items/foo", `{"name":{"a":1}}`, jsonCT}, status: 422, problems: nameNotString},
+		{name: "size a string", req: req{"PUT", "/items/foo", `{"size":"6"}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
+		{name: "size a boolean", req: req{"PUT", "/items/foo", `{"size":true}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
+		{name: "size an array", req: req{"PUT", "/items/foo", `{"size":[6]}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
+		{name: "size a fraction", req: req{"PUT", "/items/foo", `{"size":6.5}`, jsonCT}, status: 422, problems: sizeIs("int_from_float")},
+		{name: "size above int64", req: req{"PUT", "/items/foo", `{"size":9223372036854775808}`, jsonCT}, status: 422, problems: sizeIs("less_than_equal")},
+		{name: "size below int64", req: req{"PUT", "/items/foo", `{"size":-1e19}`, jsonCT}, status: 422, problems: sizeIs("greater_than_equal")},
+		{name: "every bad field reported", req: req{"PUT", "/items/foo", `{"name":false,"size":"x"}`, jsonCT},
+			status: 422, problems: append(nameNotString, sizeIs("int_type")...)},
+		{name: "only the last repeated key validated", req: req{"PUT", "/items/foo", `{"size":1,"size":"x"}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
+		{name: "malformed JSON", req: req{"PUT", "/items/foo", `{"name":}`, jsonCT}, status: 422, problems: invalidAt(8)},
+		{name: "truncated JSON", req: req{"PUT", "/items/foo", `{"name":"x"`, jsonCT}, status: 422, problems: invalidAt(11)},
+		{name: "trailing data", req: req{"PUT", "/items/foo", `{"name":"x"} x`, jsonCT}, status: 422, problems: invalidAt(13)},
+		{name: "invalid UTF-8", req: req{"PUT", "/items/foo", "{\"name\":\"\xff\"}", jsonCT}, status: 422, problems: invalidAt(9)},
+		{name: "body an array", req: req{"PUT", "/items/foo", `[{"name":"x"}]`, jsonCT}, status: 422, problems: notObject},
+		{name: "body a string", req: req{"PUT", "/items/foo", `"x"`, jsonCT}, status: 422, problems: notObject},
+		{name: "body a number", req: req{"PUT", "/items/foo", `6`, jsonCT}, status: 422, problems: notObject},
+	})
+}
 
 // FuzzDecodeItem holds decodeItem to referenceDecode, a plain encoding/json
 // reading of the same rules, body by body: what one accepts the other does,
@@ -70,11 +121,7 @@ func sameItem(a, b string) bool {
 		Name *string
 		Size *int64
 	}
-	if json.Unmarshal([]byte(a), &x) != nil || json.Unmarshal([]byte(b), &y) != nil {
-		return false
-	}
-	return (x.Name == nil) == (y.Name == nil) && (x.Name == nil || *x.Name == *y.Name) &&
-		(x.Size == nil) == (y.Size == nil) && (x.Size == nil || *x.Size == *y.Size)
+	return json.Unmarshal([]byte(a), &x) == nil && json.Unmarshal([]byte(b), &y) == nil && reflect.DeepEqual(x, y)
 }
 
 // TestScannerAgreesWithEncodingJSON checks bodyScanner's syntax decisions

@@ -1,6 +1,10 @@
 // Command itemsvc serves an in-memory item store over HTTP: a Go port of
 // FastAPI's "Additional Status Codes" example. PUT /items/{id} answers 200
 // when it replaces an item and 201 when it creates one.
+//
+// This file holds the process: its flags, the http.Server with its timeouts
+// and limits, graceful shutdown, and the middleware that NewServer wraps
+// around every request.
 package main
 
 import (
@@ -15,6 +19,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -131,4 +137,88 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// The middleware.
+
+// rejectUncleanPaths answers 404 for a path that the mux would redirect to
+// a cleaned form, with a plain-text or empty body: a PUT is no request to
+// redirect. The test is the mux's own, made in one pass rather than with a
+// second path.Clean (the mux runs one anyway), which cost twice as much under
+// callgrind; FuzzCleanPath holds the two to the same answers.
+func rejectUncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		clean := p != "" && p[0] == '/' // and no empty, "." or ".." segment but a last empty one
+		for rest := strings.TrimPrefix(p, "/"); clean && rest != ""; {
+			var seg string
+			seg, rest, _ = strings.Cut(rest, "/")
+			clean = seg != "" && seg != "." && seg != ".."
+		}
+		if !clean {
+			writeFailure(w, notFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverPanics turns a panic in next into a logged error and a JSON 500, so
+// that one bad request never takes the server down or shows a stack trace.
+func recoverPanics(next http.Handler, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v) // net/http's own signal to drop the connection quietly
+				}
+				logger.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
+					"panic", v, "stack", string(debug.Stack()))
+				writeFailure(w, internalError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logAccess logs one line per request after it is served.
+func logAccess(next http.Handler, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.EscapedPath()),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", time.Since(start)))
+	})
+}
+
+// statusRecorder remembers the status and body size a handler sent, for the
+// access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
 }

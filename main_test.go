@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -105,12 +107,7 @@ func TestRunErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			getenv := func(k string) string {
-				if k == "ADDR" {
-					return tt.addrEnv
-				}
-				return ""
-			}
+			getenv := func(k string) string { return map[string]string{"ADDR": tt.addrEnv}[k] }
 			if err := run(context.Background(), tt.args, getenv, io.Discard); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("run(%q) with ADDR=%q = %v, want an error containing %q", tt.args, tt.addrEnv, err, tt.wantErr)
 			}
@@ -372,4 +369,73 @@ func liveHeap() uint64 {
 	runtime.GC() // the second one also empties sync.Pools
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// TestPanicBecomes500 checks that a panicking handler answers a JSON 500,
+// logs the panic, and that the server goes on serving.
+func TestPanicBecomes500(t *testing.T) {
+	var logs strings.Builder
+	mux := http.NewServeMux()
+	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	mux.Handle("/ok", serveJSON([]byte(`{"status":"ok"}`)))
+	srv := newTestServer(t, recoverPanics(mux, slog.New(slog.NewTextHandler(&logs, nil))))
+
+	if resp, body := do(t, srv, req{"GET", "/panic", "", nil}); resp.StatusCode != 500 || body != `{"detail":"Internal Server Error"}` {
+		t.Errorf("GET /panic: %d %s, want 500 {\"detail\":\"Internal Server Error\"}", resp.StatusCode, body)
+	}
+	if !strings.Contains(logs.String(), "boom") {
+		t.Errorf("the panic was not logged: %q", logs.String())
+	}
+	if resp, _ := do(t, srv, req{"GET", "/ok", "", nil}); resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /ok after a panic: status = %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestAccessLog checks the access log line's fields.
+func TestAccessLog(t *testing.T) {
+	var logs strings.Builder
+	srv := newTestServer(t, NewServer(NewStore(true), slog.New(slog.NewJSONHandler(&logs, nil)), testMaxBody, true))
+	do(t, srv, req{"PUT", "/items/new%20one", `{"size":1}`, jsonCT})
+
+	type accessLine struct {
+		Msg, Method, Path string
+		Status            int
+		Bytes, Duration   int64
+	}
+	var got accessLine
+	if err := json.Unmarshal([]byte(logs.String()), &got); err != nil {
+		t.Fatalf("access log %q: %v", logs.String(), err)
+	}
+	if got.Duration <= 0 {
+		t.Errorf("access log duration = %d, want > 0", got.Duration)
+	}
+	got.Duration = 0
+	if want := (accessLine{Msg: "request", Method: "PUT", Path: "/items/new%20one", Status: 201, Bytes: 22}); got != want {
+		t.Errorf("access log = %+v, want %+v", got, want)
+	}
+}
+
+// FuzzCleanPath holds rejectUncleanPaths to the mux it stands in front of:
+// a path passes exactly when a ServeMux serves it rather than redirecting.
+func FuzzCleanPath(f *testing.F) {
+	for _, p := range []string{"", "/", "//", "/items", "/items/", "/items//", "/items/foo",
+		"/items/.", "/items/..", "/items/./foo", "/items/../foo", "/items/...", "/items/.x",
+		"/items/foo/.", "items/foo", "*", "/a//b", "/./", "/../"} {
+		f.Add(p)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
+	guarded := rejectUncleanPaths(mux)
+	f.Fuzz(func(t *testing.T, p string) {
+		code := func(h http.Handler) int {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.URL.Path, r.URL.RawPath = p, ""
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return w.Code
+		}
+		if served, passes := code(mux) == http.StatusOK, code(guarded) == http.StatusOK; served != passes {
+			t.Fatalf("path %q: the mux serves it: %v; rejectUncleanPaths lets it pass: %v", p, served, passes)
+		}
+	})
 }
