@@ -139,7 +139,7 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.
 	return nil
 }
 
-// The middleware.
+// The middleware, which NewServer chains around the mux.
 
 // rejectUncleanPaths answers 404 for a path that the mux would redirect to
 // a cleaned form, with a plain-text or empty body: a PUT is no request to
