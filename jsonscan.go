@@ -320,7 +320,7 @@ func (s *bodyScanner) digits() bool {
 }
 
 // literals are JSON's literal names, by their first letter.
-var literals = map[byte]string{'t': "true", 'f': "false", 'n': "null"}
+var literals = [256]string{'t': "true", 'f': "false", 'n': "null"}
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
