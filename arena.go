@@ -54,6 +54,7 @@ type slot struct {
 	itemLen uint32 // unused for bigClass, whose item fills the rest of the chunk
 }
 
+// newArenaMap returns an empty map whose hash has a seed of its own.
 func newArenaMap() *arenaMap {
 	seed := maphash.MakeSeed() // random, so that no client can plan collisions
 	return &arenaMap{

@@ -348,6 +348,7 @@ var bufferPool = sync.Pool{New: func() any {
 // maxPooledBuffer keeps the pool from pinning the memory of rare large bodies.
 const maxPooledBuffer = 64 << 10
 
+// putBuffer returns b to the pool, unless it grew past maxPooledBuffer.
 func putBuffer(b *[]byte) {
 	if cap(*b) <= maxPooledBuffer {
 		bufferPool.Put(b)
