@@ -74,6 +74,9 @@ func (m *arenaMap) get(id string) ([]byte, bool) {
 	return m.entry(m.slots[n])[m.slots[n].idLen:], true
 }
 
+// len returns the number of items.
+func (m *arenaMap) len() int { return len(m.index) + len(m.collided) }
+
 // put stores a copy of it under id, replacing any item there, and reports
 // whether the item is new.
 func (m *arenaMap) put(id string, it []byte) (created bool) {
@@ -116,15 +119,18 @@ func (m *arenaMap) delete(id string) {
 	m.free = append(m.free, n)
 }
 
-// each calls fn with every id and item, in no particular order. They are
-// valid only during the call.
-func (m *arenaMap) each(fn func(id, it []byte)) {
-	for _, sl := range m.slots {
+// each calls fn with the id and item in each slot from lo to hi, in no
+// particular order, and reports whether slots follow hi. The id and item are
+// valid only during the call. A slot keeps its item until it is deleted, so
+// a walk in steps sees every item that stays through it.
+func (m *arenaMap) each(lo, hi int, fn func(id, it []byte)) (more bool) {
+	for _, sl := range m.slots[min(lo, len(m.slots)):min(hi, len(m.slots))] {
 		if sl.class != 0 {
 			b := m.entry(sl)
 			fn(b[:sl.idLen], b[sl.idLen:])
 		}
 	}
+	return hi < len(m.slots)
 }
 
 // find returns the slot of id, whose hash is h, and whether there is one.

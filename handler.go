@@ -91,8 +91,11 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 			}
 			return &failure{status: http.StatusUnprocessableEntity, detail: problems}
 		}
-		created, written := store.Put(id, it, conds.precondition())
-		if !written {
+		created, written, err := store.Put(id, it, conds.precondition())
+		switch {
+		case err != nil:
+			return unavailable
+		case !written:
 			return preconditionFailed
 		}
 		status := http.StatusOK
@@ -130,8 +133,10 @@ func handleGet(store *Store) http.Handler {
 // item.
 func handleDelete(store *Store) http.Handler {
 	return handleItem(func(w http.ResponseWriter, r *http.Request, id string, conds conditions) *failure {
-		found, deleted := store.Delete(id, conds.precondition())
+		found, deleted, err := store.Delete(id, conds.precondition())
 		switch {
+		case err != nil:
+			return unavailable
 		case !found:
 			return notFound
 		case !deleted:
@@ -439,6 +444,7 @@ var (
 	unsupportedMediaType = &failure{status: http.StatusUnsupportedMediaType, detail: "Unsupported Media Type: send a JSON body with Content-Type: application/json"}
 	unsupportedEncoding  = &failure{status: http.StatusUnsupportedMediaType, detail: "Unsupported Content-Encoding: send the body uncompressed"}
 	internalError        = &failure{status: http.StatusInternalServerError, detail: "Internal Server Error"}
+	unavailable          = &failure{status: http.StatusServiceUnavailable, detail: "Service Unavailable: the change could not be saved, and nothing was changed"}
 )
 
 // writeFailure sends f as {"detail": ...}.

@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	addr := flags.String("addr", cmp.Or(getenv("ADDR"), "127.0.0.1:8000"), "listen address; $ADDR sets the default")
 	maxBody := flags.Int64("max-body", 1<<20, "largest request body accepted, in bytes")
 	seed := flags.Bool("seed", true, `start with the example's items "foo" and "bar"`)
+	data := flags.String("data", getenv("DATA"), "keep the items in this file, not only in memory; $DATA sets the default")
 	accessLog := flags.Bool("access-log", true, "log one line per request")
 	logFormat := flags.String("log-format", "text", "log format: text or json")
 	if err := flags.Parse(args); err != nil {
@@ -88,12 +89,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger := slog.New(logHandler)
 
+	store := NewStore(*seed)
+	if *data != "" {
+		var err error
+		if store, err = OpenStore(*data, *seed, logger); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
-		return err
+		return errors.Join(err, store.Close())
 	}
-	srv := newHTTPServer(NewServer(NewStore(*seed), logger, *maxBody, *accessLog), logger)
-	return serve(ctx, srv, ln, logger)
+	srv := newHTTPServer(NewServer(store, logger, *maxBody, *accessLog), logger)
+	return errors.Join(serve(ctx, srv, ln, logger), store.Close())
 }
 
 // newHTTPServer returns the http.Server for h, with the timeouts and limits

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"math"
 	"slices"
 	"sync"
 )
@@ -11,13 +12,21 @@ import (
 // or act on a half-done change. Items are opaque bytes to it (the handler
 // keeps them in the stored form of jsonscan.go), and Store copies what it is
 // given and what it returns, so that nobody shares its memory.
+//
+// A store opened with OpenStore also keeps a journal: a write is decided
+// under mu as in memory, but becomes visible only once the journal has it on
+// disk. mu guards the items and the changes waiting for the disk, and is
+// never held across I/O. The journal's syncMu is held by the one goroutine
+// that writes and syncs the file, and is taken before mu, never after.
 type Store struct {
-	// mu guards items.
+	// mu guards items, and the journal's fields that say so.
 	mu sync.Mutex
 	// items maps ids to items. It is a map[string][]byte in all but its
 	// memory layout, which the garbage collector never has to scan
-	// (arena.go).
+	// (arena.go). With a journal, it holds only what is durable.
 	items *arenaMap
+	// journal keeps the items in a file (journal.go); nil in memory.
+	journal *journal
 }
 
 // A Precondition decides, inside the store's critical section, whether a
@@ -33,8 +42,8 @@ var seedItems = map[string]string{
 	"bar": `"Tenders"3`,
 }
 
-// NewStore returns a store holding the example's seed items, or an empty one
-// if seed is false.
+// NewStore returns a store in memory, holding the example's seed items, or
+// an empty one if seed is false.
 func NewStore(seed bool) *Store {
 	s := &Store{items: newArenaMap()}
 	if seed {
@@ -54,32 +63,43 @@ func (s *Store) Get(id string) ([]byte, bool) {
 }
 
 // Put stores it under id, replacing any item there, if pre allows it. It
-// reports whether the item is new and whether it was written. An id may be
-// at most 65535 bytes long.
-func (s *Store) Put(id string, it []byte, pre Precondition) (created, written bool) {
+// reports whether the item is new and whether it was written; an error means
+// it was not, because the journal failed. An id may be at most 65535 bytes
+// long.
+func (s *Store) Put(id string, it []byte, pre Precondition) (created, written bool, err error) {
+	if s.journal != nil {
+		existed, written, err := s.change(id, bytes.Clone(it), pre)
+		return !existed, written, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if pre != nil && !pre(s.items.get(id)) {
-		return false, false
+		return false, false, nil
 	}
-	return s.items.put(id, it), true
+	return s.items.put(id, it), true, nil
 }
 
 // Delete removes the item stored under id if there is one and pre allows it.
 // It reports whether there was an item and whether it was removed; pre is not
-// consulted when there is none.
-func (s *Store) Delete(id string, pre Precondition) (found, deleted bool) {
+// consulted when there is none. An error means that nothing was removed,
+// because the journal failed.
+func (s *Store) Delete(id string, pre Precondition) (found, deleted bool, err error) {
+	if s.journal != nil {
+		return s.change(id, nil, func(current []byte, exists bool) bool {
+			return exists && (pre == nil || pre(current, true))
+		})
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	current, found := s.items.get(id)
 	if !found {
-		return false, false
+		return false, false, nil
 	}
 	if pre != nil && !pre(current, true) {
-		return true, false
+		return true, false, nil
 	}
 	s.items.delete(id)
-	return true, true
+	return true, true, nil
 }
 
 // An entry is an id with its item, as All returns them.
@@ -93,7 +113,7 @@ func (s *Store) All() []entry {
 	s.mu.Lock()
 	var buf []byte
 	var entries []entry
-	s.items.each(func(id, it []byte) {
+	s.items.each(0, math.MaxInt, func(id, it []byte) {
 		start := len(buf)
 		buf = append(append(buf, id...), it...)
 		idEnd := start + len(id)

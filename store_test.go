@@ -51,12 +51,12 @@ func TestStoreMatchesMap(t *testing.T) {
 				switch op := rng.IntN(10); {
 				case op < 6:
 					it := randomItem(rng)
-					if created, _ := s.Put(id, []byte(it), nil); created == exists {
+					if created, _, _ := s.Put(id, []byte(it), nil); created == exists {
 						t.Fatalf("step %d: Put(%s) created = %v, but the map had it: %v", step, id, created, exists)
 					}
 					want[id] = it
 				case op < 9:
-					if found, _ := s.Delete(id, nil); found != exists {
+					if found, _, _ := s.Delete(id, nil); found != exists {
 						t.Fatalf("step %d: Delete(%s) found = %v, want %v", step, id, found, exists)
 					}
 					delete(want, id)
@@ -123,7 +123,7 @@ func TestStoreCollisions(t *testing.T) {
 	for i, st := range steps {
 		if st.op == "put" {
 			s.Put(st.id, []byte(`"`+st.id+`"1`), nil)
-		} else if found, _ := s.Delete(st.id, nil); !found {
+		} else if found, _, _ := s.Delete(st.id, nil); !found {
 			t.Fatalf("step %d: Delete(%s) did not find it", i, st.id)
 		}
 		for _, id := range []string{"a", "b", "c"} {

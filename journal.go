@@ -1,0 +1,470 @@
+package main
+
+// This file holds the store's journal: with -data FILE, every change is
+// appended to FILE and synced before anyone learns of it, and FILE is
+// replayed at start-up.
+//
+// Why: without it, a restart loses every item.
+//
+// The format: one line per change, for standard tools to read. A line is the
+// CRC-32C of the rest of it in 8 hex digits, a space, and a JSON object that
+// maps the id to the item, or to null for a deletion:
+//
+//	0a6e50b5 {"foo":{"name":"Fighters","size":7}}
+//	3fd1c5a8 {"bar":null}
+//
+// A line cut short or failing its checksum is a torn write if it is the last
+// one: it was never acknowledged, and is dropped. Anywhere else it is
+// corruption, and the store refuses to open.
+//
+// Group commit: a writer decides under the store's mu, adds its change to
+// the next batch and waits for syncMu; the first of the batch's writers to
+// get it writes and syncs the batch for all, while new writers fill the batch
+// after it. A batch's changes become visible, in journal order, once it is
+// synced. Writers decide against the changes still waiting (two racing
+// creates still make one 201), and a failed batch fails the batch after it
+// too, since its changes were decided on top. A refusal that rests on a
+// change still waiting (a 404 or 412) waits for it, then is decided again.
+//
+// Compaction: once the file is over twice what the live items take, plus
+// compactSlack, they are written to FILE.tmp a few at a time, while writers
+// go on. Then, under syncMu, the records synced meanwhile are copied after
+// them (replayed on top, they bring every item up to date), and FILE.tmp is
+// synced, renamed over FILE, and the directory synced. A crash leaves FILE
+// old or new, and whole.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	// compactSlack is how far past twice its live items a journal grows
+	// before it is compacted, so that a small store is not rewritten every
+	// few writes.
+	compactSlack = 1 << 20
+	// compactStep is how many slots compaction reads per hold of the
+	// store's lock: a tenth of a millisecond's work.
+	compactStep = 1024
+)
+
+// errClosed is the failure of a write after Close.
+var errClosed = errors.New("journal closed")
+
+// A journal keeps a store's changes in a file.
+type journal struct {
+	path   string
+	logger *slog.Logger
+	// compactions counts the compactions running.
+	compactions sync.WaitGroup
+
+	// syncMu is held by the goroutine that writes the file, and guards the
+	// fields below it and the outcomes of batches.
+	syncMu sync.Mutex
+	file   journalFile // nil once closed
+	size   int64       // the length of the file's durable, valid part
+	// broken says that a write failed, so that what it may have left after
+	// size must be cut off before the next.
+	broken     bool
+	compacting bool
+	retryAt    int64 // the size a failed compaction waits for
+
+	// The store's mu guards the fields below.
+	pending map[string]pendingChange // the latest change to each id that waits for its batch
+	next    *batch
+	live    int64 // the length of the live items' records
+}
+
+// A journalFile is the journal's file: an *os.File, but for tests, which wrap
+// it to inject faults.
+type journalFile interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+	Truncate(size int64) error
+	Close() error
+}
+
+// A batch is the changes that one write and sync of the journal makes
+// durable.
+type batch struct {
+	records []byte
+	changes []change
+	// done is set once the batch is synced, or failed with err. syncMu
+	// guards both.
+	done bool
+	err  error
+}
+
+// A change puts item under id, or deletes id if item is nil.
+type change struct {
+	id   string
+	item []byte
+}
+
+// A pendingChange is a change that waits for its batch.
+type pendingChange struct {
+	item  []byte // nil for a deletion
+	batch *batch
+}
+
+// OpenStore returns a store kept in the journal at path. An existing journal
+// is replayed; a missing or empty one starts with the seed items, if seed,
+// and is written. It fails if the journal is corrupt or in use.
+func OpenStore(path string, seed bool, logger *slog.Logger) (*Store, error) {
+	start := time.Now()
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	j := &journal{path: path, logger: logger, file: f, pending: map[string]pendingChange{}, next: new(batch)}
+	s := &Store{items: newArenaMap(), journal: j}
+	var data []byte
+	if err = lock(f); err == nil {
+		data, err = io.ReadAll(f)
+	}
+	switch {
+	case err == nil && len(data) == 0:
+		if seed {
+			for id, it := range seedItems {
+				s.apply(change{id, []byte(it)})
+			}
+		}
+		err = s.compact()
+	case err == nil:
+		err = s.replay(data)
+	}
+	if err != nil {
+		j.file.Close()
+		return nil, err
+	}
+	logger.Info("journal opened", "path", path, "items", s.items.len(), "bytes", j.size, "duration", time.Since(start))
+	s.compactIfDue()
+	return s, nil
+}
+
+// lock locks f for this process alone: two writers would corrupt a journal.
+func lock(f *os.File) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("%s is in use by another process", f.Name())
+	}
+	return err
+}
+
+// replay applies the records in data, the whole journal, and cuts off a torn
+// last record.
+func (s *Store) replay(data []byte) error {
+	j := s.journal
+	for off := 0; off < len(data); {
+		line, rest, whole := bytes.Cut(data[off:], []byte("\n"))
+		if c, ok := parseRecord(line); ok && whole {
+			s.apply(c)
+			off += len(line) + 1
+			continue
+		}
+		if len(rest) > 0 {
+			return fmt.Errorf("%s: corrupt record at offset %d", j.path, off)
+		}
+		j.logger.Warn("journal: dropping a torn last record", "path", j.path, "offset", off, "bytes", len(data)-off)
+		if err := errors.Join(j.file.Truncate(int64(off)), j.file.Sync()); err != nil {
+			return err
+		}
+		data = data[:off]
+	}
+	j.size = int64(len(data))
+	return nil
+}
+
+// castagnoli is the CRC-32C table; CPUs compute it in hardware.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum returns the CRC-32C of payload in hex.
+func checksum(payload []byte) (sum [8]byte) {
+	crc := crc32.Checksum(payload, castagnoli)
+	for i := len(sum) - 1; i >= 0; i-- {
+		sum[i] = "0123456789abcdef"[crc&0xf]
+		crc >>= 4
+	}
+	return sum
+}
+
+// appendRecord appends the journal line of a put of it, in stored form,
+// under id, or of the deletion of id if it is nil.
+func appendRecord[T string | []byte](b []byte, id T, it []byte) []byte {
+	start := len(b)
+	b = appendJSONString(append(b, "checksum {"...), id)
+	if b = append(b, ':'); it == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendItemJSON(b, it)
+	}
+	b = append(b, '}')
+	sum := checksum(b[start+len("checksum "):])
+	copy(b[start:], sum[:])
+	return append(b, '\n')
+}
+
+// recordSize is the length of appendRecord's line for a put of it under id.
+func recordSize(id string, it []byte) int64 {
+	var buf [64]byte
+	const rest = len("checksum {:}\n") + len(`{"name":,"size":}`)
+	return int64(len(appendJSONString(buf[:0], id)) + len(it) + rest)
+}
+
+// parseRecord returns the change in line, a record without its newline, and
+// whether it is well formed.
+func parseRecord(line []byte) (c change, ok bool) {
+	if len(line) < len("checksum {}") || line[8] != ' ' || checksum(line[9:]) != [8]byte(line) {
+		return c, false
+	}
+	p := line[9:] // {"<id>":<item or null>}
+	s := bodyScanner{b: p, i: 1}
+	if p[0] != '{' || p[1] != '"' || !s.str() || s.peek() != ':' || p[len(p)-1] != '}' {
+		return c, false
+	}
+	if id := p[1:s.i]; bytes.IndexByte(id, '\\') < 0 {
+		c.id = string(id[1 : len(id)-1])
+	} else if json.Unmarshal(id, &c.id) != nil {
+		return c, false
+	}
+	value := p[s.i+1 : len(p)-1]
+	if string(value) == "null" {
+		return c, checkID(c.id) == nil
+	}
+	item, problems := decodeItem(nil, value)
+	c.item = item
+	return c, problems == nil && checkID(c.id) == nil
+}
+
+// apply makes c, which is durable, visible. The store's mu must be held.
+func (s *Store) apply(c change) {
+	j := s.journal
+	if old, ok := s.items.get(c.id); ok {
+		j.live -= recordSize(c.id, old)
+	}
+	if c.item == nil {
+		s.items.delete(c.id)
+		return
+	}
+	s.items.put(c.id, c.item)
+	j.live += recordSize(c.id, c.item)
+}
+
+// change puts it under id, or deletes id if it is nil, if allow lets it, and
+// returns once the change is durable and visible, or has failed. It reports
+// whether id had an item and whether the change was made.
+func (s *Store) change(id string, it []byte, allow Precondition) (existed, written bool, err error) {
+	j := s.journal
+	for {
+		s.mu.Lock()
+		current, exists := s.latest(id)
+		b := j.next
+		if allow == nil || allow(current, exists) {
+			b.records = appendRecord(b.records, id, it)
+			b.changes = append(b.changes, change{id, it})
+			j.pending[id] = pendingChange{it, b}
+			s.mu.Unlock()
+			return exists, true, s.commit(b)
+		}
+		_, waiting := j.pending[id]
+		s.mu.Unlock()
+		if !waiting {
+			return exists, false, nil
+		}
+		_ = s.commit(b) // the refusal rests on a change that may yet fail
+	}
+}
+
+// latest returns the item under id once the changes decided are made. The
+// store's mu must be held.
+func (s *Store) latest(id string) ([]byte, bool) {
+	if p, ok := s.journal.pending[id]; ok {
+		return p.item, p.item != nil
+	}
+	return s.items.get(id)
+}
+
+// commit returns once batch b is durable and visible, or has failed. The
+// first of its writers to get syncMu writes it for all.
+func (s *Store) commit(b *batch) error {
+	j := s.journal
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	if b.done {
+		return b.err
+	}
+	s.mu.Lock()
+	j.next = new(batch)
+	s.mu.Unlock()
+	err := j.write(b.records)
+	s.mu.Lock()
+	if err == nil {
+		for _, c := range b.changes {
+			s.apply(c)
+			if j.pending[c.id].batch == b {
+				delete(j.pending, c.id)
+			}
+		}
+	} else {
+		j.logger.Error("journal: write failed; the changes are refused", "path", j.path, "err", err)
+		clear(j.pending)
+		j.next.done, j.next.err = true, err // decided on top of b
+		j.next = new(batch)
+	}
+	s.mu.Unlock()
+	b.done, b.err = true, err
+	if err == nil {
+		s.compactIfDue()
+	}
+	return err
+}
+
+// write appends records to the file and syncs it. After a failed write, it
+// first cuts off what that write may have left, which a crash could
+// otherwise bring back.
+func (j *journal) write(records []byte) error {
+	switch {
+	case j.file == nil:
+		return errClosed
+	case len(records) == 0:
+		return nil
+	case j.broken:
+		if err := errors.Join(j.file.Truncate(j.size), j.file.Sync(), syncDir(j.path)); err != nil {
+			return err
+		}
+		j.broken = false
+	}
+	_, err := j.file.WriteAt(records, j.size)
+	if err == nil {
+		err = j.file.Sync()
+	}
+	if err != nil {
+		j.broken = true
+		return err
+	}
+	j.size += int64(len(records))
+	return nil
+}
+
+// syncDir syncs the directory that holds path, so that a rename there is
+// durable.
+func syncDir(path string) error {
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// compactIfDue starts a compaction if the journal has grown past twice its
+// live items plus compactSlack, and none is running. syncMu must be held.
+func (s *Store) compactIfDue() {
+	j := s.journal
+	s.mu.Lock()
+	due := j.size > 2*j.live+compactSlack && j.size > j.retryAt && !j.compacting
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	j.compacting = true
+	j.compactions.Add(1)
+	go func() {
+		defer j.compactions.Done()
+		start := time.Now()
+		err := s.compact()
+		j.syncMu.Lock()
+		defer j.syncMu.Unlock()
+		j.compacting = false
+		switch {
+		case err == nil:
+			j.logger.Info("journal compacted", "path", j.path, "bytes", j.size, "duration", time.Since(start))
+		case j.file != nil: // not closed under it
+			j.retryAt = j.size + compactSlack
+			j.logger.Error("journal: compaction failed; the journal goes on as it was", "path", j.path, "err", err)
+		}
+	}()
+}
+
+// compact rewrites the journal as the live items, followed by the records
+// synced while they were written (see the file comment).
+func (s *Store) compact() (err error) {
+	j := s.journal
+	j.syncMu.Lock()
+	from := j.size
+	j.syncMu.Unlock()
+	tmp, err := os.Create(j.path + ".tmp")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := lock(tmp); err != nil {
+		return err
+	}
+	var buf []byte
+	size := int64(0)
+	for lo, more := 0, true; more; lo += compactStep {
+		s.mu.Lock()
+		more = s.items.each(lo, lo+compactStep, func(id, it []byte) { buf = appendRecord(buf, id, it) })
+		s.mu.Unlock()
+		if _, err := tmp.Write(buf); err != nil {
+			return err
+		}
+		size, buf = size+int64(len(buf)), buf[:0]
+	}
+
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	if j.file == nil {
+		return errClosed
+	}
+	tail := make([]byte, j.size-from)
+	if _, err := j.file.ReadAt(tail, from); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(tail); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), j.path); err != nil {
+		return err
+	}
+	j.file.Close()
+	j.file, j.size = tmp, size+int64(len(tail))
+	j.broken = syncDir(j.path) != nil // if so, the next write syncs it again
+	return nil
+}
+
+// Close waits for the write in progress and closes the journal; writes after
+// it fail. It then waits for a compaction running to stop. A store in memory
+// has nothing to close.
+func (s *Store) Close() error {
+	j := s.journal
+	if j == nil {
+		return nil
+	}
+	j.syncMu.Lock()
+	err := j.file.Close()
+	j.file = nil
+	j.syncMu.Unlock()
+	j.compactions.Wait()
+	return err
+}
