@@ -143,12 +143,20 @@ type problem struct {
 // detail is the JSON answer of a failure whose detail is the sentence s.
 func detail(s string) string { return `{"detail":"` + s + `"}` }
 
-// checkContract sends each case to a fresh server and checks the status, the
-// body, the headers, and what the store holds afterwards.
+// checkContract sends each case to a fresh server, on each kind of store, and
+// checks the status, the body, the headers, and what the store holds
+// afterwards.
 func checkContract(t *testing.T, tests []contractCase) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) { checkContractOn(t, kind.open, tests) })
+	}
+}
+
+// checkContractOn is checkContract on the seeded stores that open returns.
+func checkContractOn(t *testing.T, open func(*testing.T) *Store, tests []contractCase) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, nil)
+			srv := newTestServer(t, NewServer(open(t), quiet, testMaxBody, false))
 			resp, body := do(t, srv, tt.req)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("%s: status = %d, want %d (body %s)", tt.req, resp.StatusCode, tt.status, body)

@@ -8,10 +8,13 @@ package main
 //
 // The format: one line per change, for standard tools to read. A line is the
 // CRC-32C of the rest of it in 8 hex digits, a space, and a JSON object that
-// maps the id to the item, or to null for a deletion:
+// maps the id to the item, or to null for a deletion. A file starts with the
+// empty object, so that a journal of no items is not an empty file, which
+// would be seeded again:
 //
-//	0a6e50b5 {"foo":{"name":"Fighters","size":7}}
-//	3fd1c5a8 {"bar":null}
+//	297bd0aa {}
+//	14049bca {"foo":{"name":"Fighters","size":6}}
+//	13046018 {"bar":null}
 //
 // A line cut short or failing its checksum is a torn write if it is the last
 // one: it was never acknowledged, and is dropped. Anywhere else it is
@@ -57,6 +60,9 @@ const (
 	// store's lock: a tenth of a millisecond's work.
 	compactStep = 1024
 )
+
+// opening is the record that a journal file starts with.
+const opening = "297bd0aa {}\n"
 
 // errClosed is the failure of a write after Close.
 var errClosed = errors.New("journal closed")
@@ -169,7 +175,9 @@ func (s *Store) replay(data []byte) error {
 	for off := 0; off < len(data); {
 		line, rest, whole := bytes.Cut(data[off:], []byte("\n"))
 		if c, ok := parseRecord(line); ok && whole {
-			s.apply(c)
+			if c.id != "" { // else the file's opening {}
+				s.apply(c)
+			}
 			off += len(line) + 1
 			continue
 		}
@@ -228,7 +236,10 @@ func parseRecord(line []byte) (c change, ok bool) {
 	if len(line) < len("checksum {}") || line[8] != ' ' || checksum(line[9:]) != [8]byte(line) {
 		return c, false
 	}
-	p := line[9:] // {"<id>":<item or null>}
+	p := line[9:] // {"<id>":<item or null>}, or {}
+	if string(p) == "{}" {
+		return c, true
+	}
 	s := bodyScanner{b: p, i: 1}
 	if p[0] != '{' || p[1] != '"' || !s.str() || s.peek() != ':' || p[len(p)-1] != '}' {
 		return c, false
@@ -417,8 +428,7 @@ func (s *Store) compact() (err error) {
 	if err := lock(tmp); err != nil {
 		return err
 	}
-	var buf []byte
-	size := int64(0)
+	buf, size := []byte(opening), int64(0)
 	for lo, more := 0, true; more; lo += compactStep {
 		s.mu.Lock()
 		more = s.items.each(lo, lo+compactStep, func(id, it []byte) { buf = appendRecord(buf, id, it) })
@@ -453,8 +463,8 @@ func (s *Store) compact() (err error) {
 	return nil
 }
 
-// Close waits for the write in progress and closes the journal; writes after
-// it fail. It then waits for a compaction running to stop. A store in memory
+// Close waits for the write in progress and closes the journal; writes, and
+// Close, after it fail. It then waits for a compaction running to stop. A store in memory
 // has nothing to close.
 func (s *Store) Close() error {
 	j := s.journal
@@ -462,7 +472,10 @@ func (s *Store) Close() error {
 		return nil
 	}
 	j.syncMu.Lock()
-	err := j.file.Close()
+	err := errClosed
+	if j.file != nil {
+		err = j.file.Close()
+	}
 	j.file = nil
 	j.syncMu.Unlock()
 	j.compactions.Wait()

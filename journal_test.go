@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+)
+
+// openTestStore opens a store on the journal at path, closed when the test
+// ends, and returns it with what it logs.
+func openTestStore(t *testing.T, path string, seed bool) (*Store, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	s, err := OpenStore(path, seed, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)))
+	if err != nil {
+		t.Fatalf("OpenStore(%s): %v", path, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, &logs
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(b)
+}
+
+// storeKinds are the stores that the concurrency tests run on.
+var storeKinds = []struct {
+	name string
+	open func(t *testing.T) *Store
+}{
+	{"in memory", func(*testing.T) *Store { return NewStore(true) }},
+	{"with -data", func(t *testing.T) *Store {
+		s, _ := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
+		return s
+	}},
+}
+
+// journalOf returns the journal of the changes, given as id, item pairs in
+// stored form ("" for a deletion).
+func journalOf(changes ...string) []byte {
+	var b []byte
+	for i := 0; i < len(changes); i += 2 {
+		var it []byte
+		if changes[i+1] != "" {
+			it = []byte(changes[i+1])
+		}
+		b = appendRecord(b, changes[i], it)
+	}
+	return b
+}
+
+// record returns a journal line of payload, with a valid checksum.
+func record(payload string) []byte {
+	sum := checksum([]byte(payload))
+	return fmt.Appendf(nil, "%s %s\n", sum[:], payload)
+}
+
+// contents returns what s holds, in stored form.
+func contents(s *Store) map[string]string {
+	m := map[string]string{}
+	for _, e := range s.All() {
+		m[string(e.id)] = string(e.item)
+	}
+	return m
+}
+
+// reopen closes s and opens its journal again.
+func reopen(t *testing.T, s *Store) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s, _ = openTestStore(t, s.journal.path, true)
+	return s
+}
+
+// TestOpenStore checks what a journal starts with, and that it keeps it.
+func TestOpenStore(t *testing.T) {
+	seeded := maps.Collect(maps.All(seedItems))
+	tests := []struct {
+		name string
+		file []byte // nil: no file
+		seed bool
+		want map[string]string
+	}{
+		{"no file", nil, true, seeded},
+		{"no file, -seed=false", nil, false, map[string]string{}},
+		{"empty file", []byte{}, true, seeded},
+		{"a journal is never seeded again", journalOf("foo", `"Fighters"6`, "bar", `null1`, "foo", ""), true, map[string]string{"bar": "null1"}},
+		{"every kind of id and item", journalOf("a\nb\"c\\ d", `"é\"\u0001"null`, "%2F", `null-9223372036854775808`), true,
+			map[string]string{"a\nb\"c\\ d": `"é\"\u0001"null`, "%2F": `null-9223372036854775808`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "data")
+			if tt.file != nil {
+				if err := os.WriteFile(path, tt.file, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, logs := openTestStore(t, path, tt.seed)
+			if got := contents(s); !maps.Equal(got, tt.want) {
+				t.Errorf("opened: %v, want %v", got, tt.want)
+			}
+			if !strings.Contains(logs.String(), fmt.Sprintf("items=%d", len(tt.want))) {
+				t.Errorf("the log does not give the number of items, %d:\n%s", len(tt.want), logs)
+			}
+			if got := contents(reopen(t, s)); !maps.Equal(got, tt.want) {
+				t.Errorf("reopened: %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTornTail cuts or spoils the journal's last record, as a crash in the
+// middle of a write can: the store opens without it, says so, and goes on.
+func TestTornTail(t *testing.T) {
+	whole := journalOf("a", `"a"1`, "b", `"b"2`, "c", `"c"3`)
+	lastStart := bytes.LastIndexByte(whole[:len(whole)-1], '\n') + 1
+	tests := []struct {
+		name string
+		file []byte
+	}{
+		{"no newline", whole[:len(whole)-1]},
+		{"cut in the item", whole[:len(whole)-8]},
+		{"cut in the checksum", whole[:lastStart+3]},
+		{"a spoilt checksum", append(append(whole[:lastStart:lastStart], "0000000"...), whole[lastStart+7:]...)},
+		{"zeros after the end", append(whole[:lastStart:lastStart], make([]byte, 100)...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "data")
+			if err := os.WriteFile(path, tt.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, logs := openTestStore(t, path, true)
+			if got, want := contents(s), map[string]string{"a": `"a"1`, "b": `"b"2`}; !maps.Equal(got, want) {
+				t.Errorf("opened: %v, want %v", got, want)
+			}
+			if log := logs.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, fmt.Sprint("offset=", lastStart)) {
+				t.Errorf("no WARN naming offset %d:\n%s", lastStart, log)
+			}
+			if _, _, err := s.Put("d", []byte(`"d"4`), nil); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := contents(reopen(t, s)), map[string]string{"a": `"a"1`, "b": `"b"2`, "d": `"d"4`}; !maps.Equal(got, want) {
+				t.Errorf("reopened after a write: %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestCorruptJournal spoils a record before the last: the store refuses to
+// open, and says where.
+func TestCorruptJournal(t *testing.T) {
+	whole := journalOf("a", `"a"1`, "b", `"b"2`, "c", `"c"3`)
+	second := bytes.IndexByte(whole, '\n') + 1
+	flip := func(at int) []byte {
+		b := bytes.Clone(whole)
+		b[at] ^= 0x20
+		return b
+	}
+	tests := []struct {
+		name   string
+		file   []byte
+		offset int
+	}{
+		{"a flipped bit in an item", flip(second + 20), second},
+		{"a flipped bit in a checksum", flip(0), 0},
+		{"a lost newline", slices.Delete(bytes.Clone(whole), second-1, second), 0},
+		{"a line that is not a record", append([]byte("hello\n"), whole...), 0},
+		{"a valid checksum on an invalid item", append(record(`{"x":5}`), whole...), 0},
+		{"a valid checksum on an invalid id", append(record(`{"a/b":null}`), whole...), 0},
+		{"a valid checksum on no object", append(record(`[]`), whole...), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "data")
+			if err := os.WriteFile(path, tt.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("%s: corrupt record at offset %d", path, tt.offset)
+			if s, err := OpenStore(path, true, quiet); err == nil || err.Error() != want {
+				t.Errorf("OpenStore = %v, %v; want the error %q", s, err, want)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, tt.file) {
+				t.Errorf("the journal was changed")
+			}
+		})
+	}
+}
+
+// faultyFile is a journal file whose writes or syncs fail while fault is
+// set. A failing write writes half of what it was given.
+type faultyFile struct {
+	journalFile
+	fault     atomic.Pointer[error]
+	inWriteAt bool // the fault hits WriteAt, else Sync
+}
+
+func (f *faultyFile) WriteAt(b []byte, off int64) (int, error) {
+	if err := f.fault.Load(); err != nil && f.inWriteAt {
+		n, _ := f.journalFile.WriteAt(b[:len(b)/2], off)
+		return n, *err
+	}
+	return f.journalFile.WriteAt(b, off)
+}
+
+func (f *faultyFile) Sync() error {
+	if err := f.fault.Load(); err != nil && !f.inWriteAt {
+		return *err
+	}
+	return f.journalFile.Sync()
+}
+
+// TestWriteFailures has the journal's writes fail: writes get 503 and change
+// nothing, everything else is served, and writes work again once the fault
+// is gone, leaving no trace of the refused ones.
+func TestWriteFailures(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		inWriteAt bool
+		err       error
+	}{
+		{"disk full", true, syscall.ENOSPC},
+		{"I/O error on sync", false, syscall.EIO},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			open := func(t *testing.T) (*Store, *faultyFile, *bytes.Buffer) {
+				s, logs := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
+				file := &faultyFile{journalFile: s.journal.file, inWriteAt: tt.inWriteAt}
+				file.fault.Store(&tt.err)
+				s.journal.file = file
+				return s, file, logs
+			}
+			unavailable := detail("Service Unavailable: the change could not be saved, and nothing was changed")
+			checkContractOn(t, func(t *testing.T) *Store { s, _, _ := open(t); return s }, []contractCase{
+				{name: "update", req: req{"PUT", "/items/foo", `{"name":"x"}`, jsonCT}, status: 503, body: unavailable},
+				{name: "create", req: req{"PUT", "/items/new", `{"name":"x"}`, jsonCT}, status: 503, body: unavailable},
+				{name: "delete", req: req{"DELETE", "/items/bar", "", nil}, status: 503, body: unavailable},
+				{name: "conditional update", req: req{"PUT", "/items/foo", `{}`, cond("If-Match", "{foo}")}, status: 503, body: unavailable},
+				{name: "read", req: req{"GET", "/items/foo", "", nil}, status: 200, body: seeded["foo"]},
+				{name: "health", req: req{"GET", "/healthz", "", nil}, status: 200, body: `{"status":"ok"}`},
+			})
+
+			s, file, logs := open(t)
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false))
+			for i := range 3 {
+				if resp, _ := do(t, srv, req{"PUT", "/items/foo", fmt.Sprintf(`{"size":%d}`, i), jsonCT}); resp.StatusCode != 503 {
+					t.Fatalf("PUT /items/foo while the disk fails: %d, want 503", resp.StatusCode)
+				}
+			}
+			if !strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("nothing logged at ERROR:\n%s", logs)
+			}
+			file.fault.Store(nil)
+			if resp, _ := do(t, srv, req{"PUT", "/items/foo", `{"name":"y"}`, jsonCT}); resp.StatusCode != 200 {
+				t.Fatalf("PUT /items/foo once the fault is gone: %d, want 200", resp.StatusCode)
+			}
+			if resp, _ := do(t, srv, req{"DELETE", "/items/bar", "", nil}); resp.StatusCode != 204 {
+				t.Fatalf("DELETE /items/bar once the fault is gone: %d, want 204", resp.StatusCode)
+			}
+			if got, want := contents(reopen(t, s)), map[string]string{"foo": `"y"null`}; !maps.Equal(got, want) {
+				t.Errorf("reopened: %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestCompaction compacts while writers go on, and checks that nothing is
+// lost and that the journal shrinks to its live items.
+func TestCompaction(t *testing.T) {
+	// A journal that is over its limit when opened: its items, each
+	// written over four times.
+	var file []byte
+	want := map[string]string{}
+	for round := range 5 {
+		for i := range 10000 {
+			id, it := fmt.Sprint("item", i), fmt.Sprintf(`"%d"%d`, round, i)
+			file, want[id] = appendRecord(file, id, []byte(it)), it
+		}
+	}
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, logs := openTestStore(t, path, true)
+	var mu sync.Mutex // guards want
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 0))
+			for i := range 200 {
+				id := fmt.Sprint("item", rng.IntN(10000))
+				it := fmt.Sprintf(`"w%d"%d`, w, i)
+				mu.Lock() // the store's order of writes to one id is this order
+				if _, _, err := s.Put(id, []byte(it), nil); err != nil {
+					t.Error(err)
+				}
+				want[id] = it
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	s.journal.compactions.Wait()
+	if !strings.Contains(logs.String(), "journal compacted") {
+		t.Fatalf("no compaction:\n%s", logs)
+	}
+	if got := contents(s); !maps.Equal(got, want) {
+		t.Errorf("after compaction: %d items differ from the writes", len(got))
+	}
+	var live int64
+	for id, it := range want {
+		live += recordSize(id, []byte(it))
+	}
+	if info, err := os.Stat(path); err != nil || info.Size() > 2*live {
+		t.Errorf("journal after compaction: %v, %v; want at most twice its %d live bytes", info.Size(), err, live)
+	}
+	if got := contents(reopen(t, s)); !maps.Equal(got, want) {
+		t.Errorf("reopened after compaction: the items differ from the writes")
+	}
+}
+
+// TestRecordSize holds recordSize to the records appendRecord writes.
+func TestRecordSize(t *testing.T) {
+	for _, tt := range []struct{ id, item string }{{"foo", `"Fighters"6`}, {"a\n\"\x01", `null9`}, {strings.Repeat("é", 100), `"x"null`}} {
+		if got, want := recordSize(tt.id, []byte(tt.item)), len(appendRecord(nil, tt.id, []byte(tt.item))); got != int64(want) {
+			t.Errorf("recordSize(%q, %q) = %d, want %d", tt.id, tt.item, got, want)
+		}
+	}
+}
+
+// TestJournalInUse checks that a second store cannot open a journal in use.
+func TestJournalInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	openTestStore(t, path, true)
+	if _, err := OpenStore(path, true, quiet); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second OpenStore = %v, want an error saying it is in use", err)
+	}
+	if _, err := OpenStore(filepath.Join(t.TempDir(), "no", "dir"), true, quiet); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("OpenStore in a missing directory = %v, want it not to exist", err)
+	}
+}
