@@ -116,58 +116,64 @@ func TestRaces(t *testing.T) {
 		{"plain PUTs", jsonCT, http.StatusOK},
 		{"create-only PUTs", cond("If-None-Match", "*"), http.StatusPreconditionFailed},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, nil)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			var mu sync.Mutex // guards counts
-			counts := map[int]int{}
-			for i := range clients {
-				wg.Go(func() {
-					<-start
-					resp, _, err := send(srv, req{"PUT", "/items/race", `{"size":` + strconv.Itoa(i) + `}`, tt.header})
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					mu.Lock()
-					counts[resp.StatusCode]++
-					mu.Unlock()
-				})
-			}
-			close(start)
-			wg.Wait()
-			if want := map[int]int{http.StatusCreated: 1, tt.wantOthers: clients - 1}; !maps.Equal(counts, want) {
-				t.Errorf("%d concurrent %s of one new id: statuses %v, want %v", clients, tt.name, counts, want)
-			}
-			if resp, _ := do(t, srv, req{"GET", "/items/race", "", nil}); resp.StatusCode != http.StatusOK {
-				t.Errorf("GET /items/race after the race: status %d, want 200", resp.StatusCode)
-			}
-		})
+	for _, kind := range storeKinds {
+		for _, tt := range tests {
+			t.Run(kind.name+"/"+tt.name, func(t *testing.T) {
+				srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false))
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				var mu sync.Mutex // guards counts
+				counts := map[int]int{}
+				for i := range clients {
+					wg.Go(func() {
+						<-start
+						resp, _, err := send(srv, req{"PUT", "/items/race", `{"size":` + strconv.Itoa(i) + `}`, tt.header})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						counts[resp.StatusCode]++
+						mu.Unlock()
+					})
+				}
+				close(start)
+				wg.Wait()
+				if want := map[int]int{http.StatusCreated: 1, tt.wantOthers: clients - 1}; !maps.Equal(counts, want) {
+					t.Errorf("%d concurrent %s of one new id: statuses %v, want %v", clients, tt.name, counts, want)
+				}
+				if resp, _ := do(t, srv, req{"GET", "/items/race", "", nil}); resp.StatusCode != http.StatusOK {
+					t.Errorf("GET /items/race after the race: status %d, want 200", resp.StatusCode)
+				}
+			})
+		}
 	}
 }
 
 // TestNoLostUpdates has many clients increment one item's size by
 // read-modify-write with If-Match, retrying on 412: every increment counts.
 func TestNoLostUpdates(t *testing.T) {
-	srv := newTestServer(t, nil)
-	const clients, increments = 8, 25
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for range increments {
-				if err := increment(srv); err != nil {
-					t.Error(err)
-					return
-				}
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false))
+			const clients, increments = 8, 25
+			var wg sync.WaitGroup
+			for range clients {
+				wg.Go(func() {
+					for range increments {
+						if err := increment(srv); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			want := `{"name":"Fighters","size":` + strconv.Itoa(6+clients*increments) + `}`
+			if _, got := do(t, srv, req{"GET", "/items/foo", "", nil}); got != want {
+				t.Errorf("after %d×%d conditional increments: foo = %s, want %s", clients, increments, got, want)
 			}
 		})
-	}
-	wg.Wait()
-	want := `{"name":"Fighters","size":` + strconv.Itoa(6+clients*increments) + `}`
-	if _, got := do(t, srv, req{"GET", "/items/foo", "", nil}); got != want {
-		t.Errorf("after %d×%d conditional increments: foo = %s, want %s", clients, increments, got, want)
 	}
 }
 

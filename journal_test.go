@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -264,8 +265,8 @@ func TestWriteFailures(t *testing.T) {
 
 			s, file, logs := open(t)
 			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false))
-			for i := range 3 {
-				if resp, _ := do(t, srv, req{"PUT", "/items/foo", fmt.Sprintf(`{"size":%d}`, i), jsonCT}); resp.StatusCode != 503 {
+			for i := range 3 { // longer than the write that follows, so that they leave something behind
+				if resp, _ := do(t, srv, req{"PUT", "/items/foo", fmt.Sprintf(`{"name":"%0200d"}`, i), jsonCT}); resp.StatusCode != 503 {
 					t.Fatalf("PUT /items/foo while the disk fails: %d, want 503", resp.StatusCode)
 				}
 			}
@@ -279,8 +280,97 @@ func TestWriteFailures(t *testing.T) {
 			if resp, _ := do(t, srv, req{"DELETE", "/items/bar", "", nil}); resp.StatusCode != 204 {
 				t.Fatalf("DELETE /items/bar once the fault is gone: %d, want 204", resp.StatusCode)
 			}
-			if got, want := contents(reopen(t, s)), map[string]string{"foo": `"y"null`}; !maps.Equal(got, want) {
+			s.Close()
+			s, logs = openTestStore(t, s.journal.path, true)
+			if got, want := contents(s), map[string]string{"foo": `"y"null`}; !maps.Equal(got, want) {
 				t.Errorf("reopened: %v, want %v", got, want)
+			}
+			if strings.Contains(logs.String(), "level=WARN") {
+				t.Errorf("the refused writes left a trace in the journal:\n%s", logs)
+			}
+		})
+	}
+}
+
+// heldFile is a journal file whose syncs each wait for the outcome that the
+// test sends on the channel they send.
+type heldFile struct {
+	journalFile
+	syncs chan chan error
+}
+
+func (f *heldFile) Sync() error {
+	outcome := make(chan error)
+	f.syncs <- outcome
+	if err := <-outcome; err != nil {
+		return err
+	}
+	return f.journalFile.Sync()
+}
+
+// TestVisibleOnceDurable holds a create's sync: until it ends, readers do not
+// see the item, and a create-only PUT of the same id waits for it, then gets
+// the answer that what landed calls for.
+func TestVisibleOnceDurable(t *testing.T) {
+	tests := []struct {
+		name                    string
+		syncErr                 error
+		wantFirst, wantCreateIf int
+	}{
+		{"the sync succeeds", nil, 201, 412},
+		{"the sync fails", syscall.EIO, 503, 201},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
+			file := &heldFile{journalFile: s.journal.file, syncs: make(chan chan error)}
+			s.journal.file = file
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false))
+			status := func(rq req) <-chan int {
+				c := make(chan int, 1)
+				go func() {
+					resp, _, err := send(srv, rq)
+					if err != nil {
+						t.Error(err)
+						c <- 0
+						return
+					}
+					c <- resp.StatusCode
+				}()
+				return c
+			}
+			first := status(req{"PUT", "/items/new", `{"name":"first"}`, jsonCT})
+			firstSync := <-file.syncs
+			if resp, _ := do(t, srv, req{"GET", "/items/new", "", nil}); resp.StatusCode != 404 {
+				t.Errorf("GET /items/new before its create is durable: %d, want 404", resp.StatusCode)
+			}
+			if _, ok := items(t, srv)["new"]; ok {
+				t.Errorf("GET /items lists new before its create is durable")
+			}
+			createIf := status(req{"PUT", "/items/new", `{"name":"second"}`, cond("If-None-Match", "*")})
+			answered := 0 // the create-only PUT's status, once it has one
+			for waiting := 0; waiting < 2 && answered == 0; { // the create, and the create-only PUT waiting for it
+				select {
+				case answered = <-createIf:
+					t.Errorf("PUT /items/new If-None-Match: * answered %d while the create it rests on was not durable", answered)
+				default:
+				}
+				buf := make([]byte, 1<<20)
+				waiting = strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*Store).commit(")
+			}
+			firstSync <- tt.syncErr
+			if got := <-first; got != tt.wantFirst {
+				t.Errorf("PUT /items/new: %d, want %d", got, tt.wantFirst)
+			}
+			for answered == 0 {
+				select {
+				case sync := <-file.syncs:
+					sync <- nil
+				case answered = <-createIf:
+				}
+			}
+			if answered != tt.wantCreateIf {
+				t.Errorf("PUT /items/new If-None-Match: * while the create waited: %d, want %d", answered, tt.wantCreateIf)
 			}
 		})
 	}
