@@ -348,7 +348,7 @@ func TestVisibleOnceDurable(t *testing.T) {
 				t.Errorf("GET /items lists new before its create is durable")
 			}
 			createIf := status(req{"PUT", "/items/new", `{"name":"second"}`, cond("If-None-Match", "*")})
-			answered := 0 // the create-only PUT's status, once it has one
+			answered := 0                                     // the create-only PUT's status, once it has one
 			for waiting := 0; waiting < 2 && answered == 0; { // the create, and the create-only PUT waiting for it
 				select {
 				case answered = <-createIf:
