@@ -348,8 +348,10 @@ func TestVisibleOnceDurable(t *testing.T) {
 				t.Errorf("GET /items lists new before its create is durable")
 			}
 			createIf := status(req{"PUT", "/items/new", `{"name":"second"}`, cond("If-None-Match", "*")})
-			answered := 0                                     // the create-only PUT's status, once it has one
-			for waiting := 0; waiting < 2 && answered == 0; { // the create, and the create-only PUT waiting for it
+			// Wait until the create-only PUT waits for the create, unless it
+			// answers at once, which it must not.
+			answered := 0
+			for waiting := 0; waiting < 2 && answered == 0; {
 				select {
 				case answered = <-createIf:
 					t.Errorf("PUT /items/new If-None-Match: * answered %d while the create it rests on was not durable", answered)
