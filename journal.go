@@ -30,11 +30,11 @@ package main
 // change still waiting (a 404 or 412) waits for it, then is decided again.
 //
 // Compaction: once the file is over twice what the live items take, plus
-// compactSlack, they are written to FILE.tmp a few at a time, while writers
-// go on. Then, under syncMu, the records synced meanwhile are copied after
-// them (replayed on top, they bring every item up to date), and FILE.tmp is
-// synced, renamed over FILE, and the directory synced. A crash leaves FILE
-// old or new, and whole.
+// compactSlack, a goroutine copies them a few at a time, while writers go on,
+// and writes and syncs them to FILE.tmp. Then, under syncMu, it adds the
+// records synced meanwhile (replayed on top, they bring every item up to
+// date), syncs FILE.tmp again, renames it over FILE and syncs the directory.
+// A crash leaves FILE old or new, and whole.
 
 import (
 	"bytes"
@@ -56,34 +56,30 @@ const (
 	// before it is compacted, so that a small store is not rewritten every
 	// few writes.
 	compactSlack = 1 << 20
-	// compactStep is how many slots compaction reads per hold of the
+	// compactStep is how many slots compaction copies per hold of the
 	// store's lock: a tenth of a millisecond's work.
 	compactStep = 1024
+	// opening is the record that a journal file starts with.
+	opening = "297bd0aa {}\n"
 )
-
-// opening is the record that a journal file starts with.
-const opening = "297bd0aa {}\n"
-
-// errClosed is the failure of a write after Close.
-var errClosed = errors.New("journal closed")
 
 // A journal keeps a store's changes in a file.
 type journal struct {
-	path   string
-	logger *slog.Logger
-	// compactions counts the compactions running.
+	path        string
+	logger      *slog.Logger
 	compactions sync.WaitGroup
 
 	// syncMu is held by the goroutine that writes the file, and guards the
 	// fields below it and the outcomes of batches.
 	syncMu sync.Mutex
-	file   journalFile // nil once closed
-	size   int64       // the length of the file's durable, valid part
-	// broken says that a write failed, so that what it may have left after
-	// size must be cut off before the next.
+	file   journalFile
+	size   int64       // the length of the file's valid, durable part
+	// broken says that what follows size must be cut off before the next
+	// write: a failed write's remains, or a torn record.
 	broken     bool
-	compacting bool
-	retryAt    int64 // the size a failed compaction waits for
+	retryAt int64 // the size a failed compaction waits for
+	// compacting is held by the compaction running, if any.
+	compacting sync.Mutex
 
 	// The store's mu guards the fields below.
 	pending map[string]pendingChange // the latest change to each id that waits for its batch
@@ -124,10 +120,14 @@ type pendingChange struct {
 	batch *batch
 }
 
-// OpenStore returns a store kept in the journal at path. An existing journal
-// is replayed; a missing or empty one starts with the seed items, if seed,
-// and is written. It fails if the journal is corrupt or in use.
+// OpenStore returns a store kept in the journal at path, or in memory only if
+// path is "". An existing journal is replayed; a missing or empty one starts
+// with the seed items, if seed, and is written. It fails if the journal is
+// corrupt or in use.
 func OpenStore(path string, seed bool, logger *slog.Logger) (*Store, error) {
+	if path == "" {
+		return NewStore(seed), nil
+	}
 	start := time.Now()
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -139,15 +139,14 @@ func OpenStore(path string, seed bool, logger *slog.Logger) (*Store, error) {
 	if err = lock(f); err == nil {
 		data, err = io.ReadAll(f)
 	}
-	switch {
-	case err == nil && len(data) == 0:
-		if seed {
-			for id, it := range seedItems {
+	if err == nil && len(data) == 0 { // new: written whole, as a compaction of the seed
+		for id, it := range seedItems {
+			if seed {
 				s.apply(change{id, []byte(it)})
 			}
 		}
-		err = s.compact()
-	case err == nil:
+		err = s.rewrite()
+	} else if err == nil {
 		err = s.replay(data)
 	}
 	if err != nil {
@@ -155,7 +154,6 @@ func OpenStore(path string, seed bool, logger *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	logger.Info("journal opened", "path", path, "items", s.items.len(), "bytes", j.size, "duration", time.Since(start))
-	s.compactIfDue()
 	return s, nil
 }
 
@@ -168,58 +166,49 @@ func lock(f *os.File) error {
 	return err
 }
 
-// replay applies the records in data, the whole journal, and cuts off a torn
-// last record.
+// replay applies the records in data, the whole journal, up to a torn last
+// record, which the next write cuts off.
 func (s *Store) replay(data []byte) error {
 	j := s.journal
-	for off := 0; off < len(data); {
-		line, rest, whole := bytes.Cut(data[off:], []byte("\n"))
-		if c, ok := parseRecord(line); ok && whole {
-			if c.id != "" { // else the file's opening {}
-				s.apply(c)
-			}
-			off += len(line) + 1
-			continue
+	for j.size < int64(len(data)) {
+		line, rest, whole := bytes.Cut(data[j.size:], []byte("\n"))
+		c, ok := parseRecord(line)
+		switch {
+		case ok && whole && c.id != "": // else the file's opening {}
+			s.apply(c)
+		case ok && whole:
+		case len(rest) > 0:
+			return fmt.Errorf("%s: corrupt record at offset %d", j.path, j.size)
+		default:
+			j.logger.Warn("journal: dropping a torn last record", "path", j.path, "offset", j.size, "bytes", int64(len(data))-j.size)
+			j.broken = true
+			return nil
 		}
-		if len(rest) > 0 {
-			return fmt.Errorf("%s: corrupt record at offset %d", j.path, off)
-		}
-		j.logger.Warn("journal: dropping a torn last record", "path", j.path, "offset", off, "bytes", len(data)-off)
-		if err := errors.Join(j.file.Truncate(int64(off)), j.file.Sync()); err != nil {
-			return err
-		}
-		data = data[:off]
+		j.size += int64(len(line)) + 1
 	}
-	j.size = int64(len(data))
 	return nil
 }
 
 // castagnoli is the CRC-32C table; CPUs compute it in hardware.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// checksum returns the CRC-32C of payload in hex.
-func checksum(payload []byte) (sum [8]byte) {
-	crc := crc32.Checksum(payload, castagnoli)
-	for i := len(sum) - 1; i >= 0; i-- {
-		sum[i] = "0123456789abcdef"[crc&0xf]
-		crc >>= 4
-	}
-	return sum
+// checksum returns the CRC-32C of payload in 8 hex digits.
+func checksum(payload []byte) string {
+	return fmt.Sprintf("%08x", crc32.Checksum(payload, castagnoli))
 }
 
 // appendRecord appends the journal line of a put of it, in stored form,
 // under id, or of the deletion of id if it is nil.
 func appendRecord[T string | []byte](b []byte, id T, it []byte) []byte {
 	start := len(b)
-	b = appendJSONString(append(b, "checksum {"...), id)
-	if b = append(b, ':'); it == nil {
+	b = append(appendJSONString(append(b, "checksum {"...), id), ':')
+	if it == nil {
 		b = append(b, "null"...)
 	} else {
 		b = appendItemJSON(b, it)
 	}
 	b = append(b, '}')
-	sum := checksum(b[start+len("checksum "):])
-	copy(b[start:], sum[:])
+	copy(b[start:], checksum(b[start+len("checksum "):]))
 	return append(b, '\n')
 }
 
@@ -231,9 +220,9 @@ func recordSize(id string, it []byte) int64 {
 }
 
 // parseRecord returns the change in line, a record without its newline, and
-// whether it is well formed.
+// whether it is well formed. The opening {} is a change with no id.
 func parseRecord(line []byte) (c change, ok bool) {
-	if len(line) < len("checksum {}") || line[8] != ' ' || checksum(line[9:]) != [8]byte(line) {
+	if len(line) < len(opening)-1 || string(line[:9]) != checksum(line[9:])+" " {
 		return c, false
 	}
 	p := line[9:] // {"<id>":<item or null>}, or {}
@@ -249,65 +238,67 @@ func parseRecord(line []byte) (c change, ok bool) {
 	} else if json.Unmarshal(id, &c.id) != nil {
 		return c, false
 	}
-	value := p[s.i+1 : len(p)-1]
-	if string(value) == "null" {
-		return c, checkID(c.id) == nil
+	if value := p[s.i+1 : len(p)-1]; string(value) != "null" {
+		var problems []fieldError
+		if c.item, problems = decodeItem(nil, value); problems != nil {
+			return c, false
+		}
 	}
-	item, problems := decodeItem(nil, value)
-	c.item = item
-	return c, problems == nil && checkID(c.id) == nil
+	return c, checkID(c.id) == nil
 }
 
 // apply makes c, which is durable, visible. The store's mu must be held.
 func (s *Store) apply(c change) {
-	j := s.journal
 	if old, ok := s.items.get(c.id); ok {
-		j.live -= recordSize(c.id, old)
+		s.journal.live -= recordSize(c.id, old)
 	}
-	if c.item == nil {
-		s.items.delete(c.id)
-		return
+	if c.item != nil {
+		s.journal.live += recordSize(c.id, c.item)
 	}
-	s.items.put(c.id, c.item)
-	j.live += recordSize(c.id, c.item)
+	s.put(c.id, c.item)
 }
 
-// change puts it under id, or deletes id if it is nil, if allow lets it, and
-// returns once the change is durable and visible, or has failed. It reports
-// whether id had an item and whether the change was made.
+// change puts it under id, or deletes id if it is nil, if allow lets it. With
+// a journal, it returns once the change is durable and visible, or has
+// failed. It reports whether id had an item and whether the change was made.
 func (s *Store) change(id string, it []byte, allow Precondition) (existed, written bool, err error) {
 	j := s.journal
 	for {
 		s.mu.Lock()
-		current, exists := s.latest(id)
-		b := j.next
-		if allow == nil || allow(current, exists) {
-			b.records = appendRecord(b.records, id, it)
-			b.changes = append(b.changes, change{id, it})
-			j.pending[id] = pendingChange{it, b}
+		current, exists := s.items.get(id)
+		var p pendingChange // the change to id waiting for its batch, if any
+		var waiting bool
+		if j != nil {
+			if p, waiting = j.pending[id]; waiting {
+				current, exists = p.item, p.item != nil
+			}
+		}
+		if allow != nil && !allow(current, exists) {
 			s.mu.Unlock()
-			return exists, true, s.commit(b)
+			if !waiting {
+				return exists, false, nil
+			}
+			_ = s.commit(p.batch) // the refusal rests on a change that may yet fail
+			continue
 		}
-		_, waiting := j.pending[id]
+		if j == nil {
+			s.put(id, it)
+			s.mu.Unlock()
+			return exists, true, nil
+		}
+		b := j.next
+		it = bytes.Clone(it)
+		b.records = appendRecord(b.records, id, it)
+		b.changes = append(b.changes, change{id, it})
+		j.pending[id] = pendingChange{it, b}
 		s.mu.Unlock()
-		if !waiting {
-			return exists, false, nil
-		}
-		_ = s.commit(b) // the refusal rests on a change that may yet fail
+		return exists, true, s.commit(b)
 	}
-}
-
-// latest returns the item under id once the changes decided are made. The
-// store's mu must be held.
-func (s *Store) latest(id string) ([]byte, bool) {
-	if p, ok := s.journal.pending[id]; ok {
-		return p.item, p.item != nil
-	}
-	return s.items.get(id)
 }
 
 // commit returns once batch b is durable and visible, or has failed. The
-// first of its writers to get syncMu writes it for all.
+// first of its writers to get syncMu writes it for all, and starts a
+// compaction if one is due.
 func (s *Store) commit(b *batch) error {
 	j := s.journal
 	j.syncMu.Lock()
@@ -333,42 +324,34 @@ func (s *Store) commit(b *batch) error {
 		j.next.done, j.next.err = true, err // decided on top of b
 		j.next = new(batch)
 	}
+	due := err == nil && j.size > 2*j.live+compactSlack && j.size > j.retryAt
 	s.mu.Unlock()
 	b.done, b.err = true, err
-	if err == nil {
-		s.compactIfDue()
+	if due && j.compacting.TryLock() {
+		j.compactions.Go(s.compact)
 	}
 	return err
 }
 
-// write appends records to the file and syncs it. After a failed write, it
-// first cuts off what that write may have left, which a crash could
-// otherwise bring back.
-func (j *journal) write(records []byte) error {
-	switch {
-	case j.file == nil:
-		return errClosed
-	case len(records) == 0:
-		return nil
-	case j.broken:
-		if err := errors.Join(j.file.Truncate(j.size), j.file.Sync(), syncDir(j.path)); err != nil {
-			return err
+// write appends records to the file and syncs it, after cutting off what
+// follows the durable part if that is broken: a crash could otherwise bring
+// back a refused change.
+func (j *journal) write(records []byte) (err error) {
+	if j.broken {
+		err = errors.Join(j.file.Truncate(j.size), j.file.Sync(), syncDir(j.path))
+	}
+	if err == nil && len(records) > 0 {
+		if _, err = j.file.WriteAt(records, j.size); err == nil {
+			err = j.file.Sync()
 		}
-		j.broken = false
 	}
-	_, err := j.file.WriteAt(records, j.size)
-	if err == nil {
-		err = j.file.Sync()
+	if j.broken = err != nil; err == nil {
+		j.size += int64(len(records))
 	}
-	if err != nil {
-		j.broken = true
-		return err
-	}
-	j.size += int64(len(records))
-	return nil
+	return err
 }
 
-// syncDir syncs the directory that holds path, so that a rename there is
+// syncDir syncs the directory that holds path, so that a new name there is
 // durable.
 func syncDir(path string) error {
 	d, err := os.Open(filepath.Dir(path))
@@ -379,38 +362,26 @@ func syncDir(path string) error {
 	return d.Sync()
 }
 
-// compactIfDue starts a compaction if the journal has grown past twice its
-// live items plus compactSlack, and none is running. syncMu must be held.
-func (s *Store) compactIfDue() {
+// compact compacts the journal (see the file comment) and logs how it went.
+func (s *Store) compact() {
 	j := s.journal
-	s.mu.Lock()
-	due := j.size > 2*j.live+compactSlack && j.size > j.retryAt && !j.compacting
-	s.mu.Unlock()
-	if !due {
-		return
+	defer j.compacting.Unlock()
+	start := time.Now()
+	err := s.rewrite()
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	switch {
+	case err == nil:
+		j.logger.Info("journal compacted", "path", j.path, "bytes", j.size, "duration", time.Since(start))
+	case !errors.Is(err, os.ErrClosed): // else the store closed under it
+		j.retryAt = j.size + compactSlack
+		j.logger.Error("journal: compaction failed; the journal goes on as it was", "path", j.path, "err", err)
 	}
-	j.compacting = true
-	j.compactions.Add(1)
-	go func() {
-		defer j.compactions.Done()
-		start := time.Now()
-		err := s.compact()
-		j.syncMu.Lock()
-		defer j.syncMu.Unlock()
-		j.compacting = false
-		switch {
-		case err == nil:
-			j.logger.Info("journal compacted", "path", j.path, "bytes", j.size, "duration", time.Since(start))
-		case j.file != nil: // not closed under it
-			j.retryAt = j.size + compactSlack
-			j.logger.Error("journal: compaction failed; the journal goes on as it was", "path", j.path, "err", err)
-		}
-	}()
 }
 
-// compact rewrites the journal as the live items, followed by the records
-// synced while they were written (see the file comment).
-func (s *Store) compact() (err error) {
+// rewrite writes the live items to a new file and, under syncMu, the records
+// synced since it began, and renames the file over the journal.
+func (s *Store) rewrite() (err error) {
 	j := s.journal
 	j.syncMu.Lock()
 	from := j.size
@@ -425,58 +396,56 @@ func (s *Store) compact() (err error) {
 			os.Remove(tmp.Name())
 		}
 	}()
+	snapshot := []byte(opening)
+	for lo, more := 0, true; more; lo += compactStep {
+		s.mu.Lock()
+		more = s.items.each(lo, lo+compactStep, func(id, it []byte) { snapshot = appendRecord(snapshot, id, it) })
+		s.mu.Unlock()
+	}
 	if err := lock(tmp); err != nil {
 		return err
 	}
-	buf, size := []byte(opening), int64(0)
-	for lo, more := 0, true; more; lo += compactStep {
-		s.mu.Lock()
-		more = s.items.each(lo, lo+compactStep, func(id, it []byte) { buf = appendRecord(buf, id, it) })
-		s.mu.Unlock()
-		if _, err := tmp.Write(buf); err != nil {
-			return err
-		}
-		size, buf = size+int64(len(buf)), buf[:0]
+	if err := writeSynced(tmp, snapshot); err != nil {
+		return err
 	}
 
 	j.syncMu.Lock()
 	defer j.syncMu.Unlock()
-	if j.file == nil {
-		return errClosed
-	}
 	tail := make([]byte, j.size-from)
 	if _, err := j.file.ReadAt(tail, from); err != nil {
 		return err
 	}
-	if _, err := tmp.Write(tail); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
+	if err := writeSynced(tmp, tail); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), j.path); err != nil {
 		return err
 	}
 	j.file.Close()
-	j.file, j.size = tmp, size+int64(len(tail))
+	j.file, j.size = tmp, int64(len(snapshot)+len(tail))
 	j.broken = syncDir(j.path) != nil // if so, the next write syncs it again
 	return nil
 }
 
-// Close waits for the write in progress and closes the journal; writes, and
-// Close, after it fail. It then waits for a compaction running to stop. A store in memory
-// has nothing to close.
+// writeSynced writes b to f and syncs it.
+func writeSynced(f *os.File, b []byte) error {
+	_, err := f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return err
+}
+
+// Close waits for the write in progress and closes the journal, so that
+// writes after it fail. It then waits for a compaction running to stop. A
+// store in memory has nothing to close.
 func (s *Store) Close() error {
 	j := s.journal
 	if j == nil {
 		return nil
 	}
 	j.syncMu.Lock()
-	err := errClosed
-	if j.file != nil {
-		err = j.file.Close()
-	}
-	j.file = nil
+	err := j.file.Close()
 	j.syncMu.Unlock()
 	j.compactions.Wait()
 	return err

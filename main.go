@@ -89,12 +89,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	logger := slog.New(logHandler)
 
-	store := NewStore(*seed)
-	if *data != "" {
-		var err error
-		if store, err = OpenStore(*data, *seed, logger); err != nil {
-			return err
-		}
+	store, err := OpenStore(*data, *seed, logger)
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -67,16 +67,8 @@ func (s *Store) Get(id string) ([]byte, bool) {
 // it was not, because the journal failed. An id may be at most 65535 bytes
 // long.
 func (s *Store) Put(id string, it []byte, pre Precondition) (created, written bool, err error) {
-	if s.journal != nil {
-		existed, written, err := s.change(id, bytes.Clone(it), pre)
-		return !existed, written, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if pre != nil && !pre(s.items.get(id)) {
-		return false, false, nil
-	}
-	return s.items.put(id, it), true, nil
+	existed, written, err := s.change(id, it, pre)
+	return !existed, written, err
 }
 
 // Delete removes the item stored under id if there is one and pre allows it.
@@ -84,22 +76,18 @@ func (s *Store) Put(id string, it []byte, pre Precondition) (created, written bo
 // consulted when there is none. An error means that nothing was removed,
 // because the journal failed.
 func (s *Store) Delete(id string, pre Precondition) (found, deleted bool, err error) {
-	if s.journal != nil {
-		return s.change(id, nil, func(current []byte, exists bool) bool {
-			return exists && (pre == nil || pre(current, true))
-		})
+	return s.change(id, nil, func(current []byte, exists bool) bool {
+		return exists && (pre == nil || pre(current, true))
+	})
+}
+
+// put stores it under id, or deletes id if it is nil. mu must be held.
+func (s *Store) put(id string, it []byte) {
+	if it == nil {
+		s.items.delete(id)
+	} else {
+		s.items.put(id, it)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	current, found := s.items.get(id)
-	if !found {
-		return false, false, nil
-	}
-	if pre != nil && !pre(current, true) {
-		return true, false, nil
-	}
-	s.items.delete(id)
-	return true, true, nil
 }
 
 // An entry is an id with its item, as All returns them.
