@@ -73,10 +73,10 @@ type journal struct {
 	// fields below it and the outcomes of batches.
 	syncMu sync.Mutex
 	file   journalFile
-	size   int64       // the length of the file's valid, durable part
+	size   int64 // the length of the file's valid, durable part
 	// broken says that what follows size must be cut off before the next
 	// write: a failed write's remains, or a torn record.
-	broken     bool
+	broken  bool
 	retryAt int64 // the size a failed compaction waits for
 	// compacting is held by the compaction running, if any.
 	compacting sync.Mutex
