@@ -433,11 +433,33 @@ func TestCompaction(t *testing.T) {
 	}
 }
 
-// TestRecordSize holds recordSize to the records appendRecord writes.
-func TestRecordSize(t *testing.T) {
-	for _, tt := range []struct{ id, item string }{{"foo", `"Fighters"6`}, {"a\n\"\x01", `null9`}, {strings.Repeat("é", 100), `"x"null`}} {
-		if got, want := recordSize(tt.id, []byte(tt.item)), len(appendRecord(nil, tt.id, []byte(tt.item))); got != int64(want) {
-			t.Errorf("recordSize(%q, %q) = %d, want %d", tt.id, tt.item, got, want)
+// TestRecordFormat holds the journal's records to what they record:
+// parseRecord reads back what appendRecord writes, recordSize is its length,
+// and an item that the handler could not have stored is refused.
+func TestRecordFormat(t *testing.T) {
+	for _, tt := range []struct{ id, item string }{
+		{"foo", `"Fighters"6`}, {"a\n\"\x01", `null9`}, {strings.Repeat("é", 100), `"x"null`},
+		{"min", `"\"\\\u0001é"-9223372036854775808`}, {"deleted", ""},
+	} {
+		var it []byte
+		if tt.item != "" {
+			it = []byte(tt.item)
+		}
+		line := appendRecord(nil, tt.id, it)
+		if c, ok := parseRecord(line[:len(line)-1], nil); !ok || c.id != tt.id || string(c.item) != tt.item {
+			t.Errorf("parseRecord(%s) = %q, %q, %v; want %q, %q", line, c.id, c.item, ok, tt.id, tt.item)
+		}
+		if got := recordSize(tt.id, it); it != nil && got != int64(len(line)) {
+			t.Errorf("recordSize(%q, %q) = %d, want %d", tt.id, tt.item, got, len(line))
+		}
+	}
+	for _, payload := range []string{
+		`{"x":5}`, `{"x":{"name":5,"size":1}}`, `{"x":{"name":"a","size":+5}}`, `{"x":{"name":"a","size":007}}`,
+		`{"x":{"name":"a","size":1.0}}`, `{"x":{"name":"a","size":-0}}`, `{"x":{"name":"a"}}`, `{"x":{"size":1,"name":"a"}}`,
+	} {
+		line := record(payload)
+		if _, ok := parseRecord(line[:len(line)-1], nil); ok {
+			t.Errorf("parseRecord accepts %s", payload)
 		}
 	}
 }
