@@ -41,10 +41,11 @@ fuzz:
 lint-openapi:
 	npx --yes $(REDOCLY) lint --config api/redocly.yaml api/openapi.json
 
-## load: the shared load harness against a fresh build, instruction counts, paired runs (see bench/README.md)
+## load: the shared load harness against a fresh build, instruction counts, paired runs, -data (see bench/README.md)
 load:
 	bench/load.sh throughput
 	bench/load.sh rss
 	bench/load.sh 1m
 	bench/load.sh instr
 	bench/load.sh paired
+	bench/load.sh durable

@@ -130,28 +130,19 @@ func (s *server) do(client *http.Client, method, id, body string) (int, error) {
 // A logWatcher collects a server's log, and sends on addr the address that
 // it listens on once it logs it.
 type logWatcher struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	addr chan<- string // nil once sent
+	syncWriter
+	addr chan<- string // nil once sent; only Write, called by one goroutine, uses it
 }
 
 func (w *logWatcher) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(b)
-	if _, rest, ok := strings.Cut(w.buf.String(), "msg=listening addr="); ok && w.addr != nil {
+	n, err := w.syncWriter.Write(b)
+	if _, rest, ok := strings.Cut(w.String(), "msg=listening addr="); ok && w.addr != nil {
 		if addr, _, ok := strings.Cut(rest, "\n"); ok {
 			w.addr <- addr
 			w.addr = nil
 		}
 	}
-	return len(b), nil
-}
-
-func (w *logWatcher) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
+	return n, err
 }
 
 // A workload writes from several writers, each to ids of its own, and

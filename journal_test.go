@@ -20,27 +20,33 @@ import (
 
 // openTestStore opens a store on the journal at path, closed when the test
 // ends, and returns it with what it logs.
-func openTestStore(t *testing.T, path string, seed bool) (*Store, *bytes.Buffer) {
+func openTestStore(t *testing.T, path string, seed bool) (*Store, *syncWriter) {
 	t.Helper()
-	var logs bytes.Buffer
-	s, err := OpenStore(path, seed, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)))
+	logs := &syncWriter{}
+	s, err := OpenStore(path, seed, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("OpenStore(%s): %v", path, err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, &logs
+	return s, logs
 }
 
-// syncWriter serialises writes to w.
+// syncWriter collects what is written to it, from any goroutine.
 type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(b)
+func (w *syncWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 // storeKinds are the stores that the concurrency tests run on.
@@ -92,44 +98,6 @@ func reopen(t *testing.T, s *Store) *Store {
 	}
 	s, _ = openTestStore(t, s.journal.path, true)
 	return s
-}
-
-// TestOpenStore checks what a journal starts with, and that it keeps it.
-func TestOpenStore(t *testing.T) {
-	seeded := maps.Collect(maps.All(seedItems))
-	tests := []struct {
-		name string
-		file []byte // nil: no file
-		seed bool
-		want map[string]string
-	}{
-		{"no file", nil, true, seeded},
-		{"no file, -seed=false", nil, false, map[string]string{}},
-		{"empty file", []byte{}, true, seeded},
-		{"a journal is never seeded again", journalOf("foo", `"Fighters"6`, "bar", `null1`, "foo", ""), true, map[string]string{"bar": "null1"}},
-		{"every kind of id and item", journalOf("a\nb\"c\\ d", `"é\"\u0001"null`, "%2F", `null-9223372036854775808`), true,
-			map[string]string{"a\nb\"c\\ d": `"é\"\u0001"null`, "%2F": `null-9223372036854775808`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "data")
-			if tt.file != nil {
-				if err := os.WriteFile(path, tt.file, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			s, logs := openTestStore(t, path, tt.seed)
-			if got := contents(s); !maps.Equal(got, tt.want) {
-				t.Errorf("opened: %v, want %v", got, tt.want)
-			}
-			if !strings.Contains(logs.String(), fmt.Sprintf("items=%d", len(tt.want))) {
-				t.Errorf("the log does not give the number of items, %d:\n%s", len(tt.want), logs)
-			}
-			if got := contents(reopen(t, s)); !maps.Equal(got, tt.want) {
-				t.Errorf("reopened: %v, want %v", got, tt.want)
-			}
-		})
-	}
 }
 
 // TestTornTail cuts or spoils the journal's last record, as a crash in the
@@ -246,7 +214,7 @@ func TestWriteFailures(t *testing.T) {
 		{"I/O error on sync", false, syscall.EIO},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			open := func(t *testing.T) (*Store, *faultyFile, *bytes.Buffer) {
+			open := func(t *testing.T) (*Store, *faultyFile, *syncWriter) {
 				s, logs := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
 				file := &faultyFile{journalFile: s.journal.file, inWriteAt: tt.inWriteAt}
 				file.fault.Store(&tt.err)

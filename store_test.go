@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -228,5 +230,43 @@ func hasPointers(t reflect.Type) bool {
 		return false
 	default: // the kinds from Bool to Complex128 are booleans and numbers
 		return k < reflect.Bool || k > reflect.Complex128
+	}
+}
+
+// TestOpenStore checks what a journal starts with, and that it keeps it.
+func TestOpenStore(t *testing.T) {
+	seeded := maps.Clone(seedItems)
+	tests := []struct {
+		name string
+		file []byte // nil: no file
+		seed bool
+		want map[string]string
+	}{
+		{"no file", nil, true, seeded},
+		{"no file, -seed=false", nil, false, map[string]string{}},
+		{"empty file", []byte{}, true, seeded},
+		{"a journal is never seeded again", journalOf("foo", `"Fighters"6`, "bar", `null1`, "foo", ""), true, map[string]string{"bar": "null1"}},
+		{"every kind of id and item", journalOf("a\nb\"c\\ d", `"é\"\u0001"null`, "%2F", `null-9223372036854775808`), true,
+			map[string]string{"a\nb\"c\\ d": `"é\"\u0001"null`, "%2F": `null-9223372036854775808`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "data")
+			if tt.file != nil {
+				if err := os.WriteFile(path, tt.file, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, logs := openTestStore(t, path, tt.seed)
+			if got := contents(s); !maps.Equal(got, tt.want) {
+				t.Errorf("opened: %v, want %v", got, tt.want)
+			}
+			if !strings.Contains(logs.String(), fmt.Sprintf("items=%d", len(tt.want))) {
+				t.Errorf("the log does not give the number of items, %d:\n%s", len(tt.want), logs)
+			}
+			if got := contents(reopen(t, s)); !maps.Equal(got, tt.want) {
+				t.Errorf("reopened: %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -12,6 +12,10 @@
 #                         mixed workload with 1M items stored vs 1k (default 3)
 #   bench/load.sh instr   user-space instructions per create under callgrind
 #                         (needs valgrind): itemsvc, bare, bare with timeouts
+#   bench/load.sh durable [ROUNDS [SECS]]
+#                         -data against in memory: the three workloads (default 5
+#                         rounds of 5 s), requests per sync (counted by strace),
+#                         journal sizes after 1M creates and 1M updates, restarts
 #   bench/load.sh paired [ROUNDS [SECS]]
 #                         bare against itself, bare+timeouts, itemsvc-bare-put and
 #                         itemsvc, two servers at a time on the same core (default
@@ -227,6 +231,48 @@ paired)
       $1 != w || $2 != s { if (n) report(); n = 0; w = $1; s = $2 }
       { v[++n] = $3 }
       END { report() }'
+  ;;
+durable)
+  build_fill
+  data=$WORK/data.jsonl # on disk: mktemp's directory, not a tmpfs
+  for w in update create mixed; do
+    "$BENCH/compare.sh" -w "$w" -r "${2:-5}" -d "${3:-5}" -m 1200 "itemsvc=$SVC" \
+      "itemsvc-data=rm -f $data; $SVC -data $data"
+  done
+  echo "== requests per sync: wrk -t1 -c32 -d5s, fsync calls counted by strace"
+  for w in update create mixed; do
+    rm -f "$data"
+    start_on_core0 strace -f -qq --seccomp-bpf -e trace=fsync -c -o "$WORK/strace" "$BIN" -access-log=false -data "$data"
+    curl -s -m 10 -o /dev/null -X PUT -H 'Content-Type: application/json' \
+      -d '{"name":"Fighters","size":6}' "http://127.0.0.1:$PORT/items/m[0-999]" # the ids mixed.lua updates
+    WRK_RUN="s$w" taskset -c 1 wrk -t1 -c32 -d5s -s "$BENCH/lua/$w.lua" "http://127.0.0.1:$PORT" >"$WORK/wrk.s"
+    kill -TERM "$(pgrep -P "$SPID")" # itemsvc, not strace, which then prints its counts
+    wait "$SPID" || true
+    SPID=""
+    reqs=$(sed -n 's/^RESULT reqs=\([0-9]*\).*/\1/p' "$WORK/wrk.s")
+    syncs=$(awk '$NF == "fsync" { print $(NF - 1) }' "$WORK/strace")
+    echo "$w: $reqs requests, $syncs syncs (1000 of them for the prefill), $(( reqs / (syncs - 1000) )) requests per sync"
+  done
+  echo "== 1,000,000 creates, then 1,000,000 updates of the same ids, fill -c 32"
+  rm -f "$data"
+  start_on_core0 "$BIN" -access-log=false -data "$data"
+  timeout 215 taskset -c 1 "$WORK/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s | tail -1
+  cp "$data" "$WORK/created.jsonl"
+  timeout 215 taskset -c 1 "$WORK/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s | tail -1
+  stop
+  echo "journal: $(stat -c %s "$WORK/created.jsonl") bytes after the creates, $(stat -c %s "$data") after the updates"
+  for f in created.jsonl data.jsonl; do
+    for r in 1 2 3 4 5; do
+      cp "$WORK/$f" "$WORK/restart.jsonl"
+      PORT=$(free_port)
+      t0=$(date +%s%N)
+      taskset -c 0 "$BIN" -access-log=false -data "$WORK/restart.jsonl" -addr "127.0.0.1:$PORT" 2>/dev/null &
+      SPID=$!
+      until curl -s -o /dev/null -m 1 "http://127.0.0.1:$PORT/healthz"; do :; done
+      echo "restart on $f: healthy after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+      stop
+    done
+  done
   ;;
 instr)
   build_fill
