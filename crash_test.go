@@ -162,9 +162,10 @@ func newWorkload(writers int) *workload {
 	return w
 }
 
-// run writes to srv until it dies, after killAfter acknowledged writes if
-// that is not 0. Every answer must fit what was acknowledged before.
-func (w *workload) run(t *testing.T, srv *server, round int, killAfter int64) {
+// run writes to srv until it stops, and calls stop after killAfter
+// acknowledged writes if that is not 0. Every answer must fit what was
+// acknowledged before.
+func (w *workload) run(t *testing.T, srv *server, round int, killAfter int64, stop func()) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: len(w.acked)}}
 	var wg sync.WaitGroup
 	for i := range w.acked {
@@ -198,7 +199,7 @@ func (w *workload) run(t *testing.T, srv *server, round int, killAfter int64) {
 				}
 				w.inFlight[i] = change{}
 				if w.acks.Add(1) == killAfter {
-					srv.kill()
+					stop()
 				}
 			}
 		})
@@ -244,7 +245,7 @@ func TestCrashes(t *testing.T) {
 	w := newWorkload(8)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 6 {
-		w.run(t, srv, round, w.acks.Load()+int64(1+rng.IntN(400)))
+		w.run(t, srv, round, w.acks.Load()+int64(1+rng.IntN(400)), srv.kill)
 		srv = startServer(t, path)
 		got := srv.items(t)
 		w.check(t, got)
@@ -252,6 +253,21 @@ func TestCrashes(t *testing.T) {
 			t.Errorf("round %d: foo = %q, bar = %q; want foo still deleted and bar as seeded", round, got["foo"], got["bar"])
 		}
 	}
+}
+
+// TestGracefulShutdown stops the server with SIGTERM as writers write: it
+// exits 0 once the writes in flight are answered, having closed the journal,
+// and everything it answered is there at the next start.
+func TestGracefulShutdown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, path)
+	w := newWorkload(8)
+	w.run(t, srv, 0, 200, func() { srv.cmd.Process.Signal(syscall.SIGTERM) })
+	<-srv.exited
+	if code := srv.cmd.ProcessState.ExitCode(); code != 0 || !strings.Contains(srv.log.String(), "msg=stopped") {
+		t.Fatalf("after SIGTERM: exit status %d, log:\n%s", code, srv.log)
+	}
+	w.check(t, startServer(t, path).items(t))
 }
 
 // TestTornTailThenCrash starts the server on a journal whose last record is
@@ -340,7 +356,7 @@ func TestCompactionCrashes(t *testing.T) {
 		srv := startServer(t, path)
 		done := make(chan struct{})
 		go func() {
-			w.run(t, srv, round, 0)
+			w.run(t, srv, round, 0, nil)
 			close(done)
 		}()
 		for deadline := time.Now().Add(time.Minute); !point.reached(); runtime.Gosched() {
