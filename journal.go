@@ -185,7 +185,7 @@ func (s *Store) replay(data []byte) error {
 			break
 		}
 		if c.id != "" { // else the file's opening {}
-			s.put(c.id, c.item)
+			s.set(c.id, c.item)
 			item = c.item
 		}
 		j.size += int64(len(line)) + 1
@@ -285,7 +285,7 @@ func (s *Store) apply(c change) {
 	if c.item != nil {
 		s.journal.live += recordSize(c.id, c.item)
 	}
-	s.put(c.id, c.item)
+	s.set(c.id, c.item)
 }
 
 // change puts it under id, or deletes id if it is nil, if allow lets it. With
@@ -312,7 +312,7 @@ func (s *Store) change(id string, it []byte, allow Precondition) (existed, writt
 			continue
 		}
 		if j == nil {
-			s.put(id, it)
+			s.set(id, it)
 			s.mu.Unlock()
 			return exists, true, nil
 		}

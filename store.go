@@ -13,11 +13,12 @@ import (
 // keeps them in the stored form of jsonscan.go), and Store copies what it is
 // given and what it returns, so that nobody shares its memory.
 //
-// A store opened with OpenStore also keeps a journal: a write is decided
-// under mu as in memory, but becomes visible only once the journal has it on
-// disk. mu guards the items and the changes waiting for the disk, and is
-// never held across I/O. The journal's syncMu is held by the one goroutine
-// that writes and syncs the file, and is taken before mu, never after.
+// A store opened with OpenStore on a file also keeps a journal: a write is
+// decided under mu as in memory, but becomes visible only once the journal
+// has it on disk. mu guards the items and the changes waiting for the disk,
+// and is never held across I/O. The journal's syncMu is held by the one
+// goroutine that writes and syncs the file, and is taken before mu, never
+// after.
 type Store struct {
 	// mu guards items, and the journal's fields that say so.
 	mu sync.Mutex
@@ -81,8 +82,8 @@ func (s *Store) Delete(id string, pre Precondition) (found, deleted bool, err er
 	})
 }
 
-// put stores it under id, or deletes id if it is nil. mu must be held.
-func (s *Store) put(id string, it []byte) {
+// set stores it under id, or deletes id if it is nil. mu must be held.
+func (s *Store) set(id string, it []byte) {
 	if it == nil {
 		s.items.delete(id)
 	} else {
