@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -268,5 +269,17 @@ func TestOpenStore(t *testing.T) {
 				t.Errorf("reopened: %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestJournalInUse checks that a second store cannot open a journal in use.
+func TestJournalInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	openTestStore(t, path, true)
+	if _, err := OpenStore(path, true, quiet); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second OpenStore = %v, want an error saying it is in use", err)
+	}
+	if _, err := OpenStore(filepath.Join(t.TempDir(), "no", "dir"), true, quiet); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("OpenStore in a missing directory = %v, want it not to exist", err)
 	}
 }
