@@ -375,7 +375,8 @@ func (j *journal) write(records []byte) (err error) {
 			err = j.file.Sync()
 		}
 	}
-	if j.broken = err != nil; err == nil {
+	j.broken = err != nil
+	if err == nil {
 		j.size += int64(len(records))
 	}
 	return err
