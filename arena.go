@@ -23,6 +23,8 @@ package main
 import (
 	"hash/maphash"
 	"math"
+	"slices"
+	"sort"
 )
 
 // An arenaMap maps ids to items. It is not safe for concurrent use; Store
@@ -39,6 +41,10 @@ type arenaMap struct {
 	slots []slot
 	// free lists the free slots, for reuse.
 	free []uint32
+	// order lists the used slots in id order, for pages: in runs of at most
+	// maxRun, each sorted and before the next, so that an insert moves at
+	// most maxRun numbers and the GC sees a pointer per run, not per item.
+	order [][]uint32
 	// arena holds the ids and items.
 	arena arena
 	// hash hashes ids for index. Tests replace it to force collisions.
@@ -97,9 +103,70 @@ func (m *arenaMap) put(id string, it []byte) (created bool) {
 		} else {
 			m.index[h] = n
 		}
+		m.insertInOrder(n, id)
 	}
 	m.write(n, id, it)
 	return !exists
+}
+
+// maxRun bounds the runs of arenaMap.order.
+const maxRun = 1024
+
+// insertInOrder puts slot n, for id, in its place in order.
+func (m *arenaMap) insertInOrder(n uint32, id string) {
+	run, at := m.seek(id)
+	if run == len(m.order) { // after every id: at the end of the last run
+		if run == 0 {
+			m.order = append(m.order, nil)
+		} else {
+			run--
+		}
+		at = len(m.order[run])
+	}
+	r := slices.Insert(m.order[run], at, n)
+	if len(r) > maxRun {
+		m.order = slices.Insert(m.order, run+1, slices.Clone(r[len(r)/2:]))
+		r = r[: len(r)/2 : len(r)/2]
+	}
+	m.order[run] = r
+}
+
+// seek returns where id is, or would go, in order: the run and the place in
+// it, or len(order) if id sorts after every id.
+func (m *arenaMap) seek(id string) (run, at int) {
+	run = sort.Search(len(m.order), func(i int) bool {
+		r := m.order[i]
+		return string(m.id(r[len(r)-1])) >= id
+	})
+	if run < len(m.order) {
+		at = sort.Search(len(m.order[run]), func(j int) bool { return string(m.id(m.order[run][j])) >= id })
+	}
+	return run, at
+}
+
+// id returns the id in slot n.
+func (m *arenaMap) id(n uint32) []byte {
+	return m.entry(m.slots[n])[:m.slots[n].idLen]
+}
+
+// page calls fn with the ids and items that sort after after, in order, at
+// most limit of them, and reports whether more follow.
+func (m *arenaMap) page(after string, limit int, fn func(id, it []byte)) (more bool) {
+	run, at := m.seek(after)
+	if run < len(m.order) && string(m.id(m.order[run][at])) == after {
+		at++
+	}
+	for ; run < len(m.order); run, at = run+1, 0 {
+		for _, n := range m.order[run][at:] {
+			if limit == 0 {
+				return true
+			}
+			limit--
+			b := m.entry(m.slots[n])
+			fn(b[:m.slots[n].idLen], b[m.slots[n].idLen:])
+		}
+	}
+	return false
 }
 
 // delete removes the item stored under id, if there is one.
@@ -113,6 +180,11 @@ func (m *arenaMap) delete(id string) {
 		delete(m.index, h)
 	} else {
 		delete(m.collided, id)
+	}
+	run, at := m.seek(id)
+	m.order[run] = slices.Delete(m.order[run], at, at+1)
+	if len(m.order[run]) == 0 {
+		m.order = slices.Delete(m.order, run, run+1)
 	}
 	m.arena.release(m.slots[n].block, m.slots[n].class)
 	m.slots[n] = slot{}

@@ -91,21 +91,25 @@ func (s *server) kill() {
 	<-s.exited
 }
 
-// items returns what GET /items answers.
-func (s *server) items(t *testing.T) (m map[string]string) {
+// items returns every item, walking GET /items by its Link headers.
+func (s *server) items(t *testing.T) map[string]string {
 	t.Helper()
-	resp, err := http.Get(s.url + "/items")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var raw map[string]json.RawMessage
-	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
-		t.Fatal(err)
-	}
-	m = map[string]string{}
-	for id, it := range raw {
-		m[id] = string(it)
+	m := map[string]string{}
+	for next := "/items?limit=10000"; next != ""; {
+		resp, err := http.Get(s.url + next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page map[string]json.RawMessage
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, it := range page {
+			m[id] = string(it)
+		}
+		next, _, _ = strings.Cut(strings.TrimPrefix(resp.Header.Get("Link"), "<"), ">")
 	}
 	return m
 }

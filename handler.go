@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,12 +148,26 @@ func handleDelete(store *Store) http.Handler {
 	})
 }
 
-// handleList handles "GET /items": every item in one JSON object keyed by
-// id, with the keys sorted so that the answer is stable.
+// Pages of "GET /items": the limit unless the client sets one, and the
+// largest it may set. S3 pages 1,000 keys.
+const (
+	defaultLimit = 1000
+	maxLimit     = 10000
+)
+
+// handleList handles "GET /items": the items whose ids sort after ?after=,
+// at most ?limit= of them, in one JSON object keyed by id in id order, and a
+// Link to the next page (RFC 8288) if more follow.
 func handleList(store *Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		limit, after, f := pageQuery(r.URL.Query())
+		if f != nil {
+			writeFailure(w, f)
+			return
+		}
+		entries, more := store.Page(after, limit)
 		b := []byte{'{'}
-		for i, e := range store.All() {
+		for i, e := range entries {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -160,8 +175,42 @@ func handleList(store *Store) http.Handler {
 			b = append(b, ':')
 			b = appendItemJSON(b, e.item)
 		}
+		if more {
+			last := url.QueryEscape(string(entries[len(entries)-1].id))
+			w.Header()["Link"] = []string{"</items?limit=" + strconv.Itoa(limit) + "&after=" + last + `>; rel="next"`}
+		}
 		writeJSON(w, http.StatusOK, append(b, '}'))
 	})
+}
+
+// pageQuery reads a page's limit and after from q, as FastAPI would: the
+// last of a repeated key counts, and unknown keys are ignored.
+func pageQuery(q url.Values) (limit int, after string, f *failure) {
+	limit = defaultLimit
+	var problems []fieldError
+	if v := q["limit"]; v != nil {
+		raw := v[len(v)-1]
+		var err error
+		limit, err = strconv.Atoi(strings.TrimSpace(raw))
+		switch {
+		case err != nil:
+			problems = append(problems, fieldProblem("query", "limit", "int_parsing", "Input should be a valid integer, unable to parse string as an integer", raw))
+		case limit < 1:
+			problems = append(problems, fieldProblem("query", "limit", "greater_than_equal", "Input should be greater than or equal to 1", raw))
+		case limit > maxLimit:
+			problems = append(problems, fieldProblem("query", "limit", "less_than_equal", "Input should be less than or equal to "+strconv.Itoa(maxLimit), raw))
+		}
+	}
+	if v := q["after"]; v != nil {
+		after = v[len(v)-1]
+		if typ, msg := idFault(after); typ != "" {
+			problems = append(problems, fieldProblem("query", "after", typ, msg, after))
+		}
+	}
+	if problems != nil {
+		return 0, "", &failure{status: http.StatusUnprocessableEntity, detail: problems}
+	}
+	return limit, after, nil
 }
 
 // openAPIDoc is the OpenAPI 3.1 description of this API. Tests check it
@@ -204,24 +253,38 @@ const maxIDLen = 1024
 
 // checkID returns the failure that an unusable id gets, or nil.
 func checkID(id string) *failure {
-	switch {
-	case id == "" || strings.Contains(id, "/"):
+	if id == "" || strings.Contains(id, "/") {
 		// An id is one path segment. The mux decodes %2F inside a segment,
 		// which the original answers with 404, and so do we.
 		return notFound
-	case len(id) > maxIDLen:
-		return idProblem("string_too_long", "String should have at most "+strconv.Itoa(maxIDLen)+" bytes", id)
-	case !utf8.ValidString(id):
-		return idProblem("string_unicode", "Input should be a valid string, unable to parse raw data as a unicode string", strings.ToValidUTF8(id, "\uFFFD"))
+	}
+	if typ, msg := idFault(id); typ != "" {
+		return &failure{status: http.StatusUnprocessableEntity, detail: []fieldError{fieldProblem("path", "id", typ, msg, id)}}
 	}
 	return nil
 }
 
-// idProblem is the 422 for an id that fails validation.
-func idProblem(typ, msg, id string) *failure {
-	input, _ := json.Marshal(id)
-	problem := fieldError{Type: typ, Loc: []any{"path", "id"}, Msg: msg, Input: echo(input)}
-	return &failure{status: http.StatusUnprocessableEntity, detail: []fieldError{problem}}
+// idFault returns pydantic's type and message for what is wrong with id as
+// an id, or "" if nothing is.
+func idFault(id string) (typ, msg string) {
+	switch {
+	case id == "":
+		return "string_too_short", "String should have at least 1 character"
+	case strings.Contains(id, "/"):
+		return "string_pattern_mismatch", "String should match pattern '^[^/]+$'"
+	case len(id) > maxIDLen:
+		return "string_too_long", "String should have at most " + strconv.Itoa(maxIDLen) + " bytes"
+	case !utf8.ValidString(id):
+		return "string_unicode", "Input should be a valid string, unable to parse raw data as a unicode string"
+	}
+	return "", ""
+}
+
+// fieldProblem is the 422 entry for the string value of a request's field, where
+// is "path" or "query".
+func fieldProblem(where, field, typ, msg, value string) fieldError {
+	input, _ := json.Marshal(strings.ToValidUTF8(value, "\uFFFD"))
+	return fieldError{Type: typ, Loc: []any{where, field}, Msg: msg, Input: echo(input)}
 }
 
 // Conditional requests (RFC 9110 §13): entity tags, If-Match and

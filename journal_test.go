@@ -83,7 +83,7 @@ func record(payload string) []byte {
 // contents returns what s holds, in stored form.
 func contents(s *Store) map[string]string {
 	m := map[string]string{}
-	for _, e := range s.All() {
+	for _, e := range all(s) {
 		m[string(e.id)] = string(e.item)
 	}
 	return m

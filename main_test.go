@@ -306,7 +306,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 		total += len(ids)
 	}
-	t.Logf("%d writes acknowledged, %d stored", total, len(store.All()))
+	t.Logf("%d writes acknowledged, %d stored", total, len(all(store)))
 	transport.CloseIdleConnections()
 	waitForGoroutines(t, baseline)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"math"
-	"slices"
 	"sync"
 )
 
@@ -91,24 +89,23 @@ func (s *Store) set(id string, it []byte) {
 	}
 }
 
-// An entry is an id with its item, as All returns them.
+// An entry is an id with its item, as Page returns them.
 type entry struct {
 	id, item []byte
 }
 
-// All returns every stored item, sorted by id. The lock is held only to copy
-// the ids and items into one buffer; sorting happens outside it.
-func (s *Store) All() []entry {
+// Page returns the items whose ids sort after after, in byte order, at most
+// limit of them, and whether more follow. It holds the lock to find where
+// after is and to copy the page: O(log n + limit).
+func (s *Store) Page(after string, limit int) (entries []entry, more bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var buf []byte
-	var entries []entry
-	s.items.each(0, math.MaxInt, func(id, it []byte) {
+	more = s.items.page(after, limit, func(id, it []byte) {
 		start := len(buf)
 		buf = append(append(buf, id...), it...)
 		idEnd := start + len(id)
 		entries = append(entries, entry{id: buf[start:idEnd:idEnd], item: buf[idEnd:len(buf):len(buf)]})
 	})
-	s.mu.Unlock()
-	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.id, b.id) })
-	return entries
+	return entries, more
 }
