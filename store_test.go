@@ -332,7 +332,9 @@ func walk(t *testing.T, srv *httptest.Server, path string) (ids []string) {
 // TestPages checks GET /items's limit, after and Link on the ids a to e.
 func TestPages(t *testing.T) {
 	srv := pagedStore(t, "a", "b", "c", "d", "e")
-	next := func(limit, after string) string { return "</items?limit=" + limit + "&after=" + after + `>; rel="next"` }
+	next := func(limit, after string) string {
+		return "</items?limit=" + limit + "&after=" + after + `>; rel="next"`
+	}
 	tests := []struct {
 		query, ids, link string
 	}{
