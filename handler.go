@@ -253,15 +253,16 @@ const maxIDLen = 1024
 
 // checkID returns the failure that an unusable id gets, or nil.
 func checkID(id string) *failure {
-	if id == "" || strings.Contains(id, "/") {
+	switch typ, msg := idFault(id); typ {
+	case "":
+		return nil
+	case "string_too_short", "string_pattern_mismatch":
 		// An id is one path segment. The mux decodes %2F inside a segment,
 		// which the original answers with 404, and so do we.
 		return notFound
-	}
-	if typ, msg := idFault(id); typ != "" {
+	default:
 		return &failure{status: http.StatusUnprocessableEntity, detail: []fieldError{fieldProblem("path", "id", typ, msg, id)}}
 	}
-	return nil
 }
 
 // idFault returns pydantic's type and message for what is wrong with id as
