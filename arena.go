@@ -124,7 +124,7 @@ func (m *arenaMap) insertInOrder(n uint32, id string) {
 	run, at := m.seek(id)
 	if run == len(m.order) { // after every id: at the end of the last run
 		if run == 0 {
-			m.order = append(m.order, nil)
+			m.order = append(m.order, newRun(nil))
 		} else {
 			run--
 		}
@@ -132,10 +132,16 @@ func (m *arenaMap) insertInOrder(n uint32, id string) {
 	}
 	r := slices.Insert(m.order[run], at, n)
 	if len(r) > maxRun {
-		m.order = slices.Insert(m.order, run+1, slices.Clone(r[len(r)/2:]))
-		r = r[: len(r)/2 : len(r)/2]
+		m.order = slices.Insert(m.order, run+1, newRun(r[len(r)/2:]))
+		r = r[:len(r)/2]
 	}
 	m.order[run] = r
+}
+
+// newRun returns a run of order holding slots, with room for maxRun+1 so
+// that it is never copied to grow: the copies would be garbage.
+func newRun(slots []uint32) []uint32 {
+	return append(make([]uint32, 0, maxRun+1), slots...)
 }
 
 // sortOrder builds order from scratch, and keeps it from then on. It sorts
@@ -159,11 +165,13 @@ func (m *arenaMap) sortOrder() {
 			slices.SortFunc(keys[i:j], func(a, b prefixedSlot) int { return bytes.Compare(m.id(a.slot), m.id(b.slot)) })
 		}
 	}
-	sorted := make([]uint32, len(keys))
-	for i, k := range keys {
-		sorted[i] = k.slot
+	m.order, m.unordered = nil, false
+	for run := range slices.Chunk(keys, maxRun/2) {
+		m.order = append(m.order, newRun(nil))
+		for _, k := range run {
+			m.order[len(m.order)-1] = append(m.order[len(m.order)-1], k.slot)
+		}
 	}
-	m.order, m.unordered = slices.Collect(slices.Chunk(sorted, maxRun/2)), false
 }
 
 // A prefixedSlot is a slot with the first 8 bytes of its id, big-endian.
@@ -217,8 +225,10 @@ func (m *arenaMap) id(n uint32) []byte {
 }
 
 // page calls fn with the ids and items that sort after after, in order, at
-// most limit of them, and reports whether more follow.
-func (m *arenaMap) page(after string, limit int, fn func(id, it []byte)) (more bool) {
+// most limit of them. The id and item are valid only during the call. If
+// more follow, it returns the last id it gave fn, valid until the next
+// change; else nil.
+func (m *arenaMap) page(after string, limit int, fn func(id, it []byte)) (last []byte) {
 	run, at := m.seek(after)
 	if run < len(m.order) && string(m.id(m.order[run][at])) == after {
 		at++
@@ -226,14 +236,15 @@ func (m *arenaMap) page(after string, limit int, fn func(id, it []byte)) (more b
 	for ; run < len(m.order); run, at = run+1, 0 {
 		for _, n := range m.order[run][at:] {
 			if limit == 0 {
-				return true
+				return last
 			}
 			limit--
 			b := m.entry(m.slots[n])
-			fn(b[:m.slots[n].idLen], b[m.slots[n].idLen:])
+			last = b[:m.slots[n].idLen]
+			fn(last, b[m.slots[n].idLen:])
 		}
 	}
-	return false
+	return nil
 }
 
 // delete removes the item stored under id, if there is one.

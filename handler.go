@@ -165,19 +165,15 @@ func handleList(store *Store) http.Handler {
 			writeFailure(w, f)
 			return
 		}
-		entries, more := store.Page(after, limit)
 		b := []byte{'{'}
-		for i, e := range entries {
-			if i > 0 {
+		last := store.Page(after, limit, func(id, it []byte) {
+			if len(b) > 1 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, e.id)
-			b = append(b, ':')
-			b = appendItemJSON(b, e.item)
-		}
-		if more {
-			last := url.QueryEscape(string(entries[len(entries)-1].id))
-			w.Header()["Link"] = []string{"</items?limit=" + strconv.Itoa(limit) + "&after=" + last + `>; rel="next"`}
+			b = appendItemJSON(append(appendJSONString(b, id), ':'), it)
+		})
+		if last != "" {
+			w.Header()["Link"] = []string{"</items?limit=" + strconv.Itoa(limit) + "&after=" + url.QueryEscape(last) + `>; rel="next"`}
 		}
 		writeJSON(w, http.StatusOK, append(b, '}'))
 	})

@@ -458,10 +458,9 @@ func (s *Store) rewrite() (err error) {
 	}()
 	snapshot := []byte(opening)
 	for after, more := "", true; more; {
-		var last []byte
 		s.mu.Lock()
-		more = s.items.page(after, compactStep, func(id, it []byte) { snapshot, last = appendRecord(snapshot, id, it), id })
-		after = string(last)
+		last := s.items.page(after, compactStep, func(id, it []byte) { snapshot = appendRecord(snapshot, id, it) })
+		after, more = string(last), last != nil
 		s.mu.Unlock()
 	}
 	if err := lock(tmp); err != nil {

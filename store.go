@@ -9,7 +9,8 @@ import (
 // check-then-write happens in one critical section, so no caller can observe
 // or act on a half-done change. Items are opaque bytes to it (the handler
 // keeps them in the stored form of jsonscan.go), and Store copies what it is
-// given and what it returns, so that nobody shares its memory.
+// given and what it returns, so that nobody shares its memory (Page lends
+// it, for the length of a call).
 //
 // A store opened with OpenStore on a file also keeps a journal: a write is
 // decided under mu as in memory, but becomes visible only once the journal
@@ -89,23 +90,12 @@ func (s *Store) set(id string, it []byte) {
 	}
 }
 
-// An entry is an id with its item, as Page returns them.
-type entry struct {
-	id, item []byte
-}
-
-// Page returns the items whose ids sort after after, in byte order, at most
-// limit of them, and whether more follow. It holds the lock to find where
-// after is and to copy the page: O(log n + limit).
-func (s *Store) Page(after string, limit int) (entries []entry, more bool) {
+// Page calls fn with the ids and items that sort after after, in byte
+// order, at most limit of them, and returns the last id if more follow, or
+// "". It calls fn under the lock, which it holds for O(log n + limit); fn must
+// not use the store, and the id and item are valid only during the call.
+func (s *Store) Page(after string, limit int, fn func(id, it []byte)) (last string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var buf []byte
-	more = s.items.page(after, limit, func(id, it []byte) {
-		start := len(buf)
-		buf = append(append(buf, id...), it...)
-		idEnd := start + len(id)
-		entries = append(entries, entry{id: buf[start:idEnd:idEnd], item: buf[idEnd:len(buf):len(buf)]})
-	})
-	return entries, more
+	return string(s.items.page(after, limit, fn))
 }

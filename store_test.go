@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -91,9 +92,16 @@ func randomItem(rng *rand.Rand) string {
 	return `"` + strings.Repeat(string(rune('a'+rng.IntN(26))), n) + `"` + fmt.Sprint(rng.IntN(1000))
 }
 
+// An entry is an id with its item, copied out of the store.
+type entry struct {
+	id, item []byte
+}
+
 // all returns every item of s, in one page.
-func all(s *Store) []entry {
-	entries, _ := s.Page("", math.MaxInt)
+func all(s *Store) (entries []entry) {
+	s.Page("", math.MaxInt, func(id, it []byte) {
+		entries = append(entries, entry{bytes.Clone(id), bytes.Clone(it)})
+	})
 	return entries
 }
 

@@ -16,6 +16,10 @@
 #                         -data against in memory: the three workloads (default 5
 #                         rounds of 5 s), requests per sync (counted by strace),
 #                         journal sizes after 1M creates and 1M updates, restarts
+#   bench/load.sh pages [ROUNDS]
+#                         1M items in memory: BenchmarkWalks against the server
+#                         (a full walk; PUT waits and RSS while 8 clients walk),
+#                         and GC CPU per cycle meanwhile (default 3 rounds)
 #   bench/load.sh paired [ROUNDS [SECS]]
 #                         bare against itself, bare+timeouts, itemsvc-bare-put and
 #                         itemsvc, two servers at a time on the same core (default
@@ -273,6 +277,30 @@ durable)
       stop
     done
   done
+  ;;
+pages)
+  build_fill
+  PORT=$(free_port)
+  log=$WORK/server.log # the GC trace, and the access log for the PUTs' own times
+  GODEBUG=gctrace=1 taskset -c 0 "$BIN" -addr "127.0.0.1:$PORT" 2>"$log" &
+  SPID=$!
+  until curl -s -o /dev/null -m 1 "http://127.0.0.1:$PORT/healthz"; do sleep 0.1; done
+  timeout 215 taskset -c 1 "$WORK/fill" -port "$PORT" -pid "$SPID" -n 1000000 -c 32 -max 200s | tail -1
+  cycles=$(grep -c '^gc ' "$log")
+  echo "== go test -bench BenchmarkWalks -benchtime ${2:-3}x, against that server: PUT waits as its client saw them"
+  WALK_URL="http://127.0.0.1:$PORT" WALK_PID=$SPID taskset -c 1 \
+    go test -run '^$' -bench '^BenchmarkWalks$' -benchtime "${2:-3}x" . | grep '^Benchmark'
+  stop
+  echo "== the same PUTs as the server's access log timed them, from the handler's start to its end"
+  grep -o 'method=PUT path=/items/probe[0-9]* status=20[01] bytes=[0-9]* duration=[0-9.]*[nµm]*s' "$log" |
+    sed 's/.*duration=//; s/ns$/ 1e-6/; s/µs$/ 1e-3/; s/ms$/ 1/; s/s$/ 1e3/' | awk '{ print $1 * $2 }' | sort -n |
+    awk '{ v[++n] = $1 } END { printf "%d PUTs: median %.2f ms, p99 %.2f, longest %.2f\n", n, v[int(n / 2) + 1], v[int(n * 0.99)], v[n] }'
+  echo "== GC cycles during the walks: CPU per cycle, the sum of gctrace's five CPU times"
+  grep '^gc ' "$log" | tail -n +"$((cycles + 1))" |
+    awk '{ split($0, f, ", "); split(f[2], c, "[+/ ]"); ms = c[1] + c[2] + c[3] + c[4] + c[5]; sum += ms; n++
+      if (n == 1 || ms < lo) lo = ms; if (ms > hi) hi = ms }
+      END { printf "%d cycles: %.2f ms of CPU each on average, %.2f-%.2f\n", n, sum / n, lo, hi }'
+  rm "$log"
   ;;
 instr)
   build_fill
