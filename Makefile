@@ -42,7 +42,7 @@ fuzz:
 lint-openapi:
 	npx --yes $(REDOCLY) lint --config api/redocly.yaml api/openapi.json
 
-## load: the shared load harness against a fresh build, instruction counts, paired runs, -data (see bench/README.md)
+## load: the shared load harness against a fresh build, instruction counts, paired runs, -data, pages (see bench/README.md)
 load:
 	bench/load.sh throughput
 	bench/load.sh rss
@@ -50,3 +50,4 @@ load:
 	bench/load.sh instr
 	bench/load.sh paired
 	bench/load.sh durable
+	bench/load.sh pages
