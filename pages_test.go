@@ -191,9 +191,10 @@ func BenchmarkListPage(b *testing.B) {
 
 // BenchmarkWalks reports, on a store of 1,000,000 items over HTTP, the
 // seconds of a full walk in pages of 1,000 by one client; then, while 8
-// clients walk, the 99th percentile and longest waits of a PUT, and the growth of the server's
-// RSS. The server runs in this process, unless WALK_URL and WALK_PID give
-// one already filled: bench/load.sh pages.
+// clients walk, the 99th percentile and longest waits of a PUT, and of a
+// GET /healthz as a control that touches no store; and the growth of the
+// server's RSS. The server runs in this process, unless WALK_URL and
+// WALK_PID give one already filled: bench/load.sh pages.
 func BenchmarkWalks(b *testing.B) {
 	url, pid := os.Getenv("WALK_URL"), os.Getenv("WALK_PID")
 	if url == "" {
@@ -226,7 +227,7 @@ func BenchmarkWalks(b *testing.B) {
 			walkers.Go(walkAll)
 		}
 		go func() { walkers.Wait(); close(done) }()
-		var waits []time.Duration
+		waits := map[string][]time.Duration{} // by probe: a PUT, and /healthz as a control
 		maxRSS := rssBefore
 	probing:
 		for i := 0; ; i++ {
@@ -235,19 +236,29 @@ func BenchmarkWalks(b *testing.B) {
 				break probing
 			default:
 			}
-			start := time.Now()
-			r, _ := http.NewRequest("PUT", url+"/items/probe"+strconv.Itoa(i%1000), strings.NewReader(`{"name":"p","size":1}`))
-			r.Header.Set("Content-Type", "application/json")
-			if resp, err := http.DefaultClient.Do(r); err != nil || resp.StatusCode > 201 {
-				b.Fatalf("PUT: %v %v", resp, err)
-			} else {
+			for name, probe := range map[string]func() (*http.Response, error){
+				"put": func() (*http.Response, error) {
+					r, _ := http.NewRequest("PUT", url+"/items/probe"+strconv.Itoa(i%1000), strings.NewReader(`{"name":"p","size":1}`))
+					r.Header.Set("Content-Type", "application/json")
+					return http.DefaultClient.Do(r)
+				},
+				"healthz": func() (*http.Response, error) { return http.Get(url + "/healthz") },
+			} {
+				start := time.Now()
+				resp, err := probe()
+				if err != nil || resp.StatusCode > 201 {
+					b.Fatalf("%s: %v %v", name, resp, err)
+				}
 				resp.Body.Close()
+				waits[name] = append(waits[name], time.Since(start))
 			}
-			waits, maxRSS = append(waits, time.Since(start)), max(maxRSS, rss(pid))
+			maxRSS = max(maxRSS, rss(pid))
 		}
-		slices.Sort(waits)
-		b.ReportMetric(float64(waits[len(waits)*99/100].Microseconds())/1000, "put-p99-ms")
-		b.ReportMetric(float64(waits[len(waits)-1].Microseconds())/1000, "put-max-ms")
+		for name, w := range waits {
+			slices.Sort(w)
+			b.ReportMetric(float64(w[len(w)*99/100].Microseconds())/1000, name+"-p99-ms")
+			b.ReportMetric(float64(w[len(w)-1].Microseconds())/1000, name+"-max-ms")
+		}
 		b.ReportMetric(100*float64(maxRSS-rssBefore)/float64(rssBefore), "rss-growth-%")
 	}
 }
