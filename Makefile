@@ -5,8 +5,10 @@ ADDR        ?= 127.0.0.1:8000
 BENCHTIME   ?= 1s
 FUZZTIME    ?= 60s
 REDOCLY     ?= @redocly/cli@2.77.0
+SWAGGER_UI  ?= swagger-ui-dist@5.35.0
+REDOC       ?= redoc@2.5.4
 
-.PHONY: run build test lint bench fuzz lint-openapi load
+.PHONY: run build test lint bench fuzz lint-openapi browser-test load
 
 ## run: build, then start the service with the seeded items on $(ADDR)
 run: build
@@ -41,6 +43,17 @@ fuzz:
 ## lint-openapi: validate openapi.json with Redocly's linter (pinned; needs Node.js and npm)
 lint-openapi:
 	npx --yes $(REDOCLY) lint --config api/redocly.yaml api/openapi.json
+
+## browser-test: /docs and /redoc in headless Chromium (installed if missing), with Swagger UI and
+## ReDoc self-hosted from npm (pinned) through -docs-assets; screenshots go to build/
+browser-test:
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+	rm -rf build/assets && mkdir -p build/assets
+	cd build/assets && npm pack --silent $(SWAGGER_UI) $(REDOC) >/dev/null && \
+	  tar xzf swagger-ui-dist-*.tgz --strip-components=1 package/swagger-ui-bundle.js package/swagger-ui.css && \
+	  tar xzf redoc-*.tgz --strip-components=2 package/bundles/redoc.standalone.js && rm ./*.tgz
+	DOCS_ASSETS_DIR=$(CURDIR)/build/assets DOCS_SCREENSHOTS=$(CURDIR)/build $(GO) test -count=1 -run '^TestDocsInBrowser$$' -v .
+	@echo "screenshots: build/docs.png build/redoc.png"
 
 ## load: the shared load harness against a fresh build, instruction counts, paired runs, -data, pages (see bench/README.md)
 load:

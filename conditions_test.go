@@ -119,7 +119,7 @@ func TestRaces(t *testing.T) {
 	for _, kind := range storeKinds {
 		for _, tt := range tests {
 			t.Run(kind.name+"/"+tt.name, func(t *testing.T) {
-				srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false))
+				srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil))
 				start := make(chan struct{})
 				var wg sync.WaitGroup
 				var mu sync.Mutex // guards counts
@@ -155,7 +155,7 @@ func TestRaces(t *testing.T) {
 func TestNoLostUpdates(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind.name, func(t *testing.T) {
-			srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false))
+			srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil))
 			const clients, increments = 8, 25
 			var wg sync.WaitGroup
 			for range clients {

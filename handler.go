@@ -23,25 +23,26 @@ type route struct {
 	handler http.Handler
 }
 
-// routes lists the whole API. NewServer adds the 405 and 404 answers.
-func routes(store *Store, maxBody int64) []route {
-	return []route{
+// routes lists the whole API, and the docs pages unless docs is nil.
+// NewServer adds the 405 and 404 answers.
+func routes(store *Store, maxBody int64, docs *docsAssets) []route {
+	return append([]route{
 		{"GET /items", handleList(store)},
 		{"GET /items/{id}", handleGet(store)},
 		{"PUT /items/{id}", handlePut(store, maxBody)},
 		{"DELETE /items/{id}", handleDelete(store)},
 		{"GET /healthz", serveJSON([]byte(`{"status":"ok"}`))}, // not the store: it cannot fail alone
 		{"GET /openapi.json", serveJSON(openAPIDoc)},
-	}
+	}, docsRoutes(docs)...)
 }
 
 // NewServer returns the service's HTTP handler: the routes, a JSON 405 with
 // an Allow header for the other methods on their paths (the mux's own is
 // plain text), a JSON 404 for every other path, and the middleware.
-func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool) http.Handler {
+func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool, docs *docsAssets) http.Handler {
 	mux := http.NewServeMux()
 	allow := map[string][]string{} // path → the methods it serves
-	for _, rt := range routes(store, maxBody) {
+	for _, rt := range routes(store, maxBody, docs) {
 		mux.Handle(rt.pattern, rt.handler)
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		if method == http.MethodGet {

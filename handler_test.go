@@ -32,7 +32,7 @@ var quiet = slog.New(slog.DiscardHandler)
 func newTestServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
 	if h == nil {
-		h = NewServer(NewStore(true), quiet, testMaxBody, false)
+		h = NewServer(NewStore(true), quiet, testMaxBody, false, nil)
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = newHTTPServer(h, quiet)
@@ -156,7 +156,7 @@ func checkContract(t *testing.T, tests []contractCase) {
 func checkContractOn(t *testing.T, open func(*testing.T) *Store, tests []contractCase) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, NewServer(open(t), quiet, testMaxBody, false))
+			srv := newTestServer(t, NewServer(open(t), quiet, testMaxBody, false, nil))
 			resp, body := do(t, srv, tt.req)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("%s: status = %d, want %d (body %s)", tt.req, resp.StatusCode, tt.status, body)
@@ -298,7 +298,7 @@ func checkErrorBody(t *testing.T, call string, resp *http.Response, body string)
 // TestLargeBodyWithinLimit stores a body far larger than the buffers the
 // handler pools, just under the default limit.
 func TestLargeBodyWithinLimit(t *testing.T) {
-	srv := newTestServer(t, NewServer(NewStore(false), quiet, 1<<20, false))
+	srv := newTestServer(t, NewServer(NewStore(false), quiet, 1<<20, false, nil))
 	name := strings.Repeat("é", (1<<20-40)/2)
 	want := `{"name":"` + name + `","size":1}`
 	if resp, body := do(t, srv, req{"PUT", "/items/big", want, jsonCT}); resp.StatusCode != http.StatusCreated || body != want {
@@ -340,7 +340,7 @@ func FuzzHandler(f *testing.F) {
 		f.Add(s[0], s[1], s[2], s[3], s[4], s[5])
 	}
 	f.Fuzz(func(t *testing.T, method, id, contentType, ifMatch, ifNoneMatch, body string) {
-		h := NewServer(NewStore(true), quiet, testMaxBody, false)
+		h := NewServer(NewStore(true), quiet, testMaxBody, false, nil)
 		serve := func(method, target, body string, header map[string]string) *httptest.ResponseRecorder {
 			r, err := http.NewRequest(method, target, strings.NewReader(body))
 			if err != nil {
@@ -429,7 +429,7 @@ func (d *discardWriter) WriteHeader(status int)      { d.status = status }
 // the real handler on a seeded store; paths(i) names the i'th request's path.
 // Every answer must be want.
 func benchServe(b *testing.B, method string, paths func(i int) string, body string, h map[string]string, want int) {
-	handler := NewServer(NewStore(true), quiet, 1<<20, false)
+	handler := NewServer(NewStore(true), quiet, 1<<20, false, nil)
 	w := &discardWriter{header: http.Header{}}
 	rd := strings.NewReader(body)
 	r, _ := http.NewRequest(method, "http://bench/", io.NopCloser(rd))

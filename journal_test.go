@@ -231,7 +231,7 @@ func TestWriteFailures(t *testing.T) {
 			})
 
 			s, file, logs := open(t)
-			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false))
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
 			for i := range 3 { // longer than the write that follows, so that they leave something behind
 				if resp, _ := do(t, srv, req{"PUT", "/items/foo", fmt.Sprintf(`{"name":"%0200d"}`, i), jsonCT}); resp.StatusCode != 503 {
 					t.Fatalf("PUT /items/foo while the disk fails: %d, want 503", resp.StatusCode)
@@ -292,7 +292,7 @@ func TestVisibleOnceDurable(t *testing.T) {
 			s, _ := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
 			file := &heldFile{journalFile: s.journal.file, syncs: make(chan chan error)}
 			s.journal.file = file
-			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false))
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
 			status := func(rq req) <-chan int {
 				c := make(chan int, 1)
 				go func() {

@@ -71,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	data := flags.String("data", getenv("DATA"), "keep the items in this file, not only in memory; $DATA sets the default")
 	accessLog := flags.Bool("access-log", true, "log one line per request")
 	logFormat := flags.String("log-format", "text", "log format: text or json")
+	docs := flags.Bool("docs", true, "serve Swagger UI at /docs and ReDoc at /redoc")
+	docsBase := flags.String("docs-assets", "", "load the docs pages' JavaScript and CSS from this URL, not FastAPI's CDN: it holds swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +90,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("-log-format must be text or json, got %q", *logFormat)
 	}
 	logger := slog.New(logHandler)
+	assets, err := docsAssetsFor(*docs, *docsBase)
+	if err != nil {
+		return err
+	}
 
 	store, err := OpenStore(*data, *seed, logger)
 	if err != nil {
@@ -97,7 +103,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return errors.Join(err, store.Close())
 	}
-	srv := newHTTPServer(NewServer(store, logger, *maxBody, *accessLog), logger)
+	srv := newHTTPServer(NewServer(store, logger, *maxBody, *accessLog, assets), logger)
 	return errors.Join(serve(ctx, srv, ln, logger), store.Close())
 }
 

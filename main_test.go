@@ -104,6 +104,8 @@ func TestRunErrors(t *testing.T) {
 		{"zero body limit", []string{"-max-body", "0"}, "", "-max-body"},
 		{"unknown flag", []string{"-nope"}, "", "not defined"},
 		{"stray argument", []string{"serve"}, "", "unexpected arguments"},
+		{"docs assets not a URL", []string{"-docs-assets", "static"}, "", "-docs-assets"},
+		{"docs assets over ftp", []string{"-docs-assets", "ftp://assets.example/"}, "", "-docs-assets"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,7 +249,7 @@ func TestIdleConnectionsDoNotBlockService(t *testing.T) {
 func TestShutdownUnderLoad(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	store := NewStore(false)
-	srv := newHTTPServer(NewServer(store, quiet, testMaxBody, false), quiet)
+	srv := newHTTPServer(NewServer(store, quiet, testMaxBody, false, nil), quiet)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -394,7 +396,7 @@ func TestPanicBecomes500(t *testing.T) {
 // TestAccessLog checks the access log line's fields.
 func TestAccessLog(t *testing.T) {
 	var logs strings.Builder
-	srv := newTestServer(t, NewServer(NewStore(true), slog.New(slog.NewJSONHandler(&logs, nil)), testMaxBody, true))
+	srv := newTestServer(t, NewServer(NewStore(true), slog.New(slog.NewJSONHandler(&logs, nil)), testMaxBody, true, nil))
 	do(t, srv, req{"PUT", "/items/new%20one", `{"size":1}`, jsonCT})
 
 	type accessLine struct {

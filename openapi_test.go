@@ -2,15 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // openAPI is the parsed document, with numbers kept as written.
@@ -63,11 +71,19 @@ func (d openAPI) notAllowed(path string) map[string]any {
 
 // TestOpenAPIRoutes checks that every route is in the document and every
 // documented operation is served, and that each path documents the 405 that
-// its other methods get.
+// its other methods get. The docs pages are the exceptions: as in FastAPI,
+// they are not part of the API.
 func TestOpenAPIRoutes(t *testing.T) {
+	undocumented := map[string]bool{"GET /docs": true, "GET /redoc": true}
 	served := map[string]bool{} // "METHOD /path"
-	for _, rt := range routes(NewStore(false), 1) {
+	for _, rt := range routes(NewStore(false), 1, &cdnAssets) {
 		served[rt.pattern] = true
+	}
+	for pattern := range undocumented {
+		if !served[pattern] {
+			t.Errorf("no route serves %q, an exception here", pattern)
+		}
+		delete(served, pattern)
 	}
 	doc := loadOpenAPI(t)
 	ops := doc.operations()
@@ -303,4 +319,140 @@ func jsonType(v any) string {
 		return "array"
 	}
 	return "object"
+}
+
+// TestDocsInBrowser loads /docs and /redoc in headless Chromium, with Swagger
+// UI and ReDoc served from $DOCS_ASSETS_DIR through -docs-assets, checks what
+// the pages show and log, and writes a screenshot of each into
+// $DOCS_SCREENSHOTS. make browser-test sets both; make test skips it, and
+// needs no browser.
+func TestDocsInBrowser(t *testing.T) {
+	dir, shots := os.Getenv("DOCS_ASSETS_DIR"), os.Getenv("DOCS_SCREENSHOTS")
+	if dir == "" || shots == "" {
+		t.Skip("DOCS_ASSETS_DIR and DOCS_SCREENSHOTS are unset: make browser-test runs this")
+	}
+	assets := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer assets.Close()
+	docs, err := docsAssetsFor(true, assets.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, docs))
+	tests := []struct {
+		name, page string
+		wants      []string // in the page as rendered
+		blocked    string   // what the policy may be seen to block
+	}{
+		// The fragment opens the PUT operation, with its responses.
+		{"docs", "/docs#/default/putItem", []string{`opblock-summary-method">PUT<`, `parameter__name required">id<`,
+			`response-col_status">200<`, `response-col_status">201<`}, ""},
+		// ReDoc's side menu shows a logo from its own CDN, which the policy stops.
+		{"redoc", "/redoc", []string{`operation-type put">put<`, `>200</li>`, `>201</li>`}, "Loading the image 'https://cdn.redoc.ly/redoc/logo-mini.svg' violates"},
+	}
+	for _, tt := range tests {
+		dom, console := chromium(t, srv.URL+tt.page, "--dump-dom")
+		for _, want := range tt.wants {
+			if !strings.Contains(dom, want) {
+				t.Errorf("%s: the page has no %s", tt.page, want)
+			}
+		}
+		for _, line := range console {
+			if tt.blocked == "" || !strings.Contains(line, tt.blocked) {
+				t.Errorf("%s: the console says %s", tt.page, line)
+			}
+		}
+		png := filepath.Join(shots, tt.name+".png")
+		chromium(t, srv.URL+tt.page, "--screenshot="+png, "--window-size=1280,2400")
+		if info, err := os.Stat(png); err != nil || info.Size() < 10000 {
+			t.Errorf("%s: no screenshot in %s: %v", tt.page, png, err)
+		}
+	}
+}
+
+// chromium runs headless Chromium on url with args, and returns what it
+// printed and the console messages of the page.
+func chromium(t *testing.T, url string, args ...string) (out string, console []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	args = append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+		"--virtual-time-budget=15000"}, append(args, url)...)
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "chromium", args...)
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %s: %v\n%s", url, err, stderr.String())
+	}
+	for line := range strings.Lines(stderr.String()) {
+		if strings.Contains(line, ":CONSOLE") {
+			console = append(console, line)
+		}
+	}
+	return string(b), console
+}
+
+// TestDocsPages checks the pages' answers, from FastAPI's CDN and from
+// self-hosted assets: HTML for GET and HEAD, under a policy that lets
+// scripts and styles come only from the assets' origin, plus the page's own
+// inline script by its hash; the JSON 405 for other methods; and the JSON
+// 404 once they are turned off.
+func TestDocsPages(t *testing.T) {
+	for _, tt := range []struct{ base, origin string }{
+		{"", "https://cdn.jsdelivr.net"},
+		{"http://assets.example:8080/static/", "http://assets.example:8080"},
+	} {
+		docs, err := docsAssetsFor(true, tt.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, docs))
+		for _, path := range []string{"/docs", "/redoc"} {
+			_, page := do(t, srv, req{"GET", path, "", nil})
+			for _, method := range []string{"GET", "HEAD"} {
+				resp, _ := do(t, srv, req{method, path, "", nil})
+				csp := resp.Header.Get("Content-Security-Policy")
+				if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.HasPrefix(csp, "default-src 'none';") {
+					t.Errorf("%s %s (assets %q): %d, %q, policy %q", method, path, tt.base, resp.StatusCode, resp.Header.Get("Content-Type"), csp)
+				}
+				checkSources(t, csp, tt.origin, page)
+			}
+			if !strings.Contains(page, `"`+tt.origin+"/") || !strings.Contains(page, `"/openapi.json"`) {
+				t.Errorf("GET %s (assets %q) loads nothing from %s, or not /openapi.json:\n%s", path, tt.base, tt.origin, page)
+			}
+			if resp, body := do(t, srv, req{"POST", path, "", nil}); resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" || body != detail("Method Not Allowed") {
+				t.Errorf("POST %s: %d, Allow %q, %s", path, resp.StatusCode, resp.Header.Get("Allow"), body)
+			}
+		}
+	}
+	checkContract(t, []contractCase{ // -docs=false
+		{name: "docs off", req: req{"GET", "/docs", "", nil}, status: 404, body: detail("Not Found")},
+		{name: "redoc off", req: req{"GET", "/redoc", "", nil}, status: 404, body: detail("Not Found")},
+	})
+}
+
+// checkSources fails the test unless every source that csp allows scripts
+// and styles from is origin, the hash of one of page's inline scripts, or,
+// for styles, 'unsafe-inline'; and unless each inline script is allowed.
+func checkSources(t *testing.T, csp, origin, page string) {
+	t.Helper()
+	hashes := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<script>([^<]*)</script>`).FindAllStringSubmatch(page, -1) {
+		sum := sha256.Sum256([]byte(m[1]))
+		hashes["'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'"] = true
+	}
+	for directive := range strings.SplitSeq(csp, ";") {
+		fields := strings.Fields(directive)
+		for _, src := range fields[1:] {
+			ok := src == origin || hashes[src] || fields[0] == "style-src" && src == "'unsafe-inline'"
+			if (fields[0] == "script-src" || fields[0] == "style-src") && !ok {
+				t.Errorf("the policy allows %s from %s: %s", fields[0], src, csp)
+			}
+		}
+	}
+	for hash := range hashes {
+		if !strings.Contains(csp, hash) {
+			t.Errorf("the policy blocks the page's inline script %s: %s", hash, csp)
+		}
+	}
 }

@@ -25,7 +25,7 @@ func pagedStore(t *testing.T, ids ...string) *httptest.Server {
 	for _, id := range ids {
 		s.Put(id, []byte("null1"), nil)
 	}
-	return newTestServer(t, NewServer(s, quiet, testMaxBody, false))
+	return newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
 }
 
 // walk follows GET /items's Links from path and returns the ids it sees, in
@@ -175,7 +175,7 @@ func bigStore(n int) *Store {
 // BenchmarkListPage serves a page of 1,000 from a store of 1,000,000, after
 // a random id.
 func BenchmarkListPage(b *testing.B) {
-	h := NewServer(bigStore(1000000), quiet, 1<<20, false)
+	h := NewServer(bigStore(1000000), quiet, 1<<20, false, nil)
 	w := &discardWriter{header: http.Header{}}
 	r, _ := http.NewRequest("GET", "http://bench/items", nil)
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -198,7 +198,7 @@ func BenchmarkListPage(b *testing.B) {
 func BenchmarkWalks(b *testing.B) {
 	url, pid := os.Getenv("WALK_URL"), os.Getenv("WALK_PID")
 	if url == "" {
-		srv := httptest.NewServer(NewServer(bigStore(1000000), quiet, 1<<20, false))
+		srv := httptest.NewServer(NewServer(bigStore(1000000), quiet, 1<<20, false, nil))
 		defer srv.Close()
 		url, pid = srv.URL, "self"
 	}
