@@ -18,7 +18,8 @@ package main
 // TestStoreMatchesMap holds it to one, through every path in and out.
 //
 // How: each id and its item lie side by side in a block of an arena; a slot
-// records where, and an index maps a keyed hash of the id to its slot.
+// records where, and an index maps a keyed hash of the id to its slot. For
+// pages, an order lists the slots by id, in runs of slot numbers.
 
 import (
 	"bytes"
@@ -166,11 +167,12 @@ func (m *arenaMap) sortOrder() {
 		}
 	}
 	m.order, m.unordered = nil, false
-	for run := range slices.Chunk(keys, maxRun/2) {
-		m.order = append(m.order, newRun(nil))
-		for _, k := range run {
-			m.order[len(m.order)-1] = append(m.order[len(m.order)-1], k.slot)
+	for chunk := range slices.Chunk(keys, maxRun/2) {
+		r := newRun(nil)
+		for _, k := range chunk {
+			r = append(r, k.slot)
 		}
+		m.order = append(m.order, r)
 	}
 }
 
@@ -273,7 +275,7 @@ func (m *arenaMap) delete(id string) {
 
 // find returns the slot of id, whose hash is h, and whether there is one.
 func (m *arenaMap) find(id string, h uint64) (uint32, bool) {
-	if n, ok := m.index[h]; ok && string(m.entry(m.slots[n])[:m.slots[n].idLen]) == id {
+	if n, ok := m.index[h]; ok && string(m.id(n)) == id {
 		return n, true
 	}
 	n, ok := m.collided[id]
