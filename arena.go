@@ -122,15 +122,10 @@ const maxRun = 1024
 
 // insertInOrder puts slot n, for id, in its place in order.
 func (m *arenaMap) insertInOrder(n uint32, id string) {
-	run, at := m.seek(id)
-	if run == len(m.order) { // after every id: at the end of the last run
-		if run == 0 {
-			m.order = append(m.order, newRun(nil))
-		} else {
-			run--
-		}
-		at = len(m.order[run])
+	if len(m.order) == 0 {
+		m.order = append(m.order, newRun(nil))
 	}
+	run, at := m.seek(id)
 	r := slices.Insert(m.order[run], at, n)
 	if len(r) > maxRun {
 		m.order = slices.Insert(m.order, run+1, newRun(r[len(r)/2:]))
@@ -209,15 +204,16 @@ func radixSort(keys []prefixedSlot) []prefixedSlot {
 }
 
 // seek returns where id is, or would go, in order: the run and the place in
-// it, or len(order) if id sorts after every id.
+// it. An id after every id goes at the end of the last run.
 func (m *arenaMap) seek(id string) (run, at int) {
-	run = sort.Search(len(m.order), func(i int) bool {
+	if len(m.order) == 0 {
+		return 0, 0
+	}
+	run = sort.Search(len(m.order)-1, func(i int) bool { // else the last run
 		r := m.order[i]
 		return string(m.id(r[len(r)-1])) >= id
 	})
-	if run < len(m.order) {
-		at = sort.Search(len(m.order[run]), func(j int) bool { return string(m.id(m.order[run][j])) >= id })
-	}
+	at = sort.Search(len(m.order[run]), func(j int) bool { return string(m.id(m.order[run][j])) >= id })
 	return run, at
 }
 
@@ -232,7 +228,7 @@ func (m *arenaMap) id(n uint32) []byte {
 // change; else nil.
 func (m *arenaMap) page(after string, limit int, fn func(id, it []byte)) (last []byte) {
 	run, at := m.seek(after)
-	if run < len(m.order) && string(m.id(m.order[run][at])) == after {
+	if run < len(m.order) && at < len(m.order[run]) && string(m.id(m.order[run][at])) == after {
 		at++
 	}
 	for ; run < len(m.order); run, at = run+1, 0 {
