@@ -109,7 +109,7 @@ func (s *server) items(t *testing.T) map[string]string {
 		for id, it := range page {
 			m[id] = string(it)
 		}
-		next, _, _ = strings.Cut(strings.TrimPrefix(resp.Header.Get("Link"), "<"), ">")
+		next = nextPage(resp)
 	}
 	return m
 }

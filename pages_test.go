@@ -44,13 +44,19 @@ func walk(t *testing.T, srv *httptest.Server, path string) (ids []string) {
 			}
 			ids = append(ids, id.(string))
 		}
-		next, _, _ := strings.Cut(strings.TrimPrefix(resp.Header.Get("Link"), "<"), `>; rel="next"`)
+		next := nextPage(resp)
 		if next == path {
 			t.Fatalf("GET %s links to itself", path)
 		}
 		path = next
 	}
 	return ids
+}
+
+// nextPage returns the path that resp's Link gives for the next page, or "".
+func nextPage(resp *http.Response) string {
+	next, _, _ := strings.Cut(strings.TrimPrefix(resp.Header.Get("Link"), "<"), `>; rel="next"`)
+	return next
 }
 
 // TestPages checks GET /items's limit, after and Link on the ids a to e.
@@ -213,7 +219,7 @@ func BenchmarkWalks(b *testing.B) {
 	}
 	walkAll := func() {
 		for next := "/items?limit=1000"; next != ""; {
-			next, _, _ = strings.Cut(strings.TrimPrefix(get(next).Header.Get("Link"), "<"), ">")
+			next = nextPage(get(next))
 		}
 	}
 	for b.Loop() {
