@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"itemsvc/internal/itemjson"
 )
 
 // A route is one pattern of the API and the handler that serves it.
@@ -84,7 +86,7 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 		}
 		// The item, and then its JSON, go in the buffer's spare capacity: the
 		// body is read while the item is encoded.
-		it, problems := decodeItem(body[len(body):], body)
+		it, problems := itemjson.Decode(body[len(body):], body)
 		if problems != nil {
 			// RFC 9110 §13.2.1: preconditions are evaluated before the content
 			// is processed, so a failed one wins over a bad body.
@@ -104,7 +106,7 @@ func handlePut(store *Store, maxBody int64) http.Handler {
 		if created {
 			status = http.StatusCreated
 		}
-		writeJSON(w, status, appendItemJSON(it[len(it):], it))
+		writeJSON(w, status, itemjson.AppendObject(it[len(it):], it))
 		return nil
 	})
 }
@@ -126,7 +128,7 @@ func handleGet(store *Store) http.Handler {
 		case http.StatusPreconditionFailed:
 			return preconditionFailed
 		}
-		writeJSON(w, http.StatusOK, appendItemJSON(make([]byte, 0, len(it)+len(`{"name":,"size":}`)), it))
+		writeJSON(w, http.StatusOK, itemjson.AppendObject(make([]byte, 0, len(it)+len(`{"name":,"size":}`)), it))
 		return nil
 	})
 }
@@ -171,7 +173,7 @@ func handleList(store *Store) http.Handler {
 			if len(b) > 1 {
 				b = append(b, ',')
 			}
-			b = appendItemJSON(append(appendJSONString(b, id), ':'), it)
+			b = itemjson.AppendObject(append(itemjson.AppendString(b, id), ':'), it)
 		})
 		if last != "" {
 			w.Header()["Link"] = []string{"</items?limit=" + strconv.Itoa(limit) + "&after=" + url.QueryEscape(last) + `>; rel="next"`}
@@ -184,7 +186,7 @@ func handleList(store *Store) http.Handler {
 // last of a repeated key counts, and unknown keys are ignored.
 func pageQuery(q url.Values) (limit int, after string, f *failure) {
 	limit = defaultLimit
-	var problems []fieldError
+	var problems []itemjson.Problem
 	if v := q["limit"]; v != nil {
 		raw := v[len(v)-1]
 		var err error
@@ -258,7 +260,7 @@ func checkID(id string) *failure {
 		// which the original answers with 404, and so do we.
 		return notFound
 	default:
-		return &failure{status: http.StatusUnprocessableEntity, detail: []fieldError{fieldProblem("path", "id", typ, msg, id)}}
+		return &failure{status: http.StatusUnprocessableEntity, detail: []itemjson.Problem{fieldProblem("path", "id", typ, msg, id)}}
 	}
 }
 
@@ -280,9 +282,9 @@ func idFault(id string) (typ, msg string) {
 
 // fieldProblem is the 422 entry for the string value of a request's field, where
 // is "path" or "query".
-func fieldProblem(where, field, typ, msg, value string) fieldError {
+func fieldProblem(where, field, typ, msg, value string) itemjson.Problem {
 	input, _ := json.Marshal(strings.ToValidUTF8(value, "\uFFFD"))
-	return fieldError{Type: typ, Loc: []any{where, field}, Msg: msg, Input: echo(input)}
+	return itemjson.Problem{Type: typ, Loc: []any{where, field}, Msg: msg, Input: itemjson.Echo(input)}
 }
 
 // Conditional requests (RFC 9110 §13): entity tags, If-Match and
@@ -484,16 +486,7 @@ func checkContentType(h http.Header) *failure {
 // found. Nothing else about the cause reaches a client.
 type failure struct {
 	status int
-	detail any // a string, or []fieldError for a 422
-}
-
-// A fieldError is one problem in a 422 answer, in the shape FastAPI (that
-// is, pydantic) clients already parse.
-type fieldError struct {
-	Type  string          `json:"type"`
-	Loc   []any           `json:"loc"`
-	Msg   string          `json:"msg"`
-	Input json.RawMessage `json:"input"`
+	detail any // a string, or []itemjson.Problem for a 422
 }
 
 // The failures whose detail never varies.

@@ -47,10 +47,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"itemsvc/internal/itemjson"
 )
 
 const (
@@ -243,11 +244,11 @@ func checksum(payload []byte) (hex [8]byte) {
 // under id, or of the deletion of id if it is nil.
 func appendRecord[T string | []byte](b []byte, id T, it []byte) []byte {
 	start := len(b)
-	b = append(appendJSONString(append(b, "checksum {"...), id), ':')
+	b = append(itemjson.AppendString(append(b, "checksum {"...), id), ':')
 	if it == nil {
 		b = append(b, "null"...)
 	} else {
-		b = appendItemJSON(b, it)
+		b = itemjson.AppendObject(b, it)
 	}
 	b = append(b, '}')
 	sum := checksum(b[start+len("checksum "):])
@@ -259,7 +260,7 @@ func appendRecord[T string | []byte](b []byte, id T, it []byte) []byte {
 func recordSize[T string | []byte](id T, it []byte) int64 {
 	var buf [64]byte
 	const rest = len("checksum {:}\n") + len(`{"name":,"size":}`)
-	return int64(len(appendJSONString(buf[:0], id)) + len(it) + rest)
+	return int64(len(itemjson.AppendString(buf[:0], id)) + len(it) + rest)
 }
 
 // parseRecord returns the change in line, a record without its newline, with
@@ -273,38 +274,21 @@ func parseRecord(line, dst []byte) (c change, ok bool) {
 	if string(p) == "{}" {
 		return c, true
 	}
-	s := bodyScanner{b: p, i: 1}
-	if p[0] != '{' || p[1] != '"' || !s.str() || s.peek() != ':' || p[len(p)-1] != '}' {
+	end := 1 + itemjson.StringLen(p[1:]) // just past the id
+	if p[0] != '{' || end == 1 || end >= len(p) || p[end] != ':' || p[len(p)-1] != '}' {
 		return c, false
 	}
-	if id := p[1:s.i]; bytes.IndexByte(id, '\\') < 0 {
+	if id := p[1:end]; bytes.IndexByte(id, '\\') < 0 {
 		c.id = string(id[1 : len(id)-1])
 	} else if json.Unmarshal(id, &c.id) != nil {
 		return c, false
 	}
-	if value := p[s.i+1 : len(p)-1]; string(value) != "null" {
-		if c.item, ok = storedForm(dst, value); !ok {
+	if value := p[end+1 : len(p)-1]; string(value) != "null" {
+		if c.item, ok = itemjson.ParseObject(dst, value); !ok {
 			return c, false
 		}
 	}
 	return c, checkID(c.id) == nil
-}
-
-// storedForm appends the stored form of it, an item's JSON as appendItemJSON
-// writes it, to dst, and reports whether it was that. For the journal's own
-// records it stands in for decodeItem, which took a quarter of the replay.
-func storedForm(dst, it []byte) ([]byte, bool) {
-	rest, ok := bytes.CutPrefix(it, []byte(`{"name":`))
-	s := bodyScanner{b: rest}
-	if !ok || !s.value() || rest[0] != '"' && rest[0] != 'n' {
-		return dst, false
-	}
-	size, ok := bytes.CutPrefix(rest[s.i:], []byte(`,"size":`))
-	size, closed := bytes.CutSuffix(size, []byte("}"))
-	if n, err := strconv.ParseInt(string(size), 10, 64); !ok || !closed || (err != nil || strconv.FormatInt(n, 10) != string(size)) && string(size) != "null" {
-		return dst, false
-	}
-	return append(append(dst, rest[:s.i]...), size...), true
 }
 
 // apply makes c, which is durable, visible. The store's mu must be held.

@@ -1,4 +1,4 @@
-package main
+package itemjson
 
 import (
 	"encoding/json"
@@ -10,57 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-// TestDecoding checks what bodies mean through the real handler: each PUT
-// stores and answers the item decoded from its body.
-func TestDecoding(t *testing.T) {
-	const null = `{"name":null,"size":null}`
-	checkContract(t, []contractCase{
-		{name: "partial body leaves size null", req: req{"PUT", "/items/foo", `{"name":"x"}`, jsonCT}, status: 200, body: `{"name":"x","size":null}`},
-		{name: "empty body means both null", req: req{"PUT", "/items/foo", "", nil}, status: 200, body: null},
-		{name: "JSON null means both null", req: req{"PUT", "/items/new", `null`, jsonCT}, status: 201, body: null},
-		{name: "explicit nulls", req: req{"PUT", "/items/foo", `{"name":null,"size":null}`, jsonCT}, status: 200, body: null},
-		{name: "empty object", req: req{"PUT", "/items/foo", `{}`, jsonCT}, status: 200, body: null},
-		{name: "integral float", req: req{"PUT", "/items/foo", `{"size":6.0}`, jsonCT}, status: 200, body: `{"name":null,"size":6}`},
-		{name: "exponent", req: req{"PUT", "/items/foo", `{"size":1e3}`, jsonCT}, status: 200, body: `{"name":null,"size":1000}`},
-		{name: "int64 extremes", req: req{"PUT", "/items/foo", `{"size":-9223372036854775808}`, jsonCT}, status: 200, body: `{"name":null,"size":-9223372036854775808}`},
-		{name: "unknown and miscased keys ignored", req: req{"PUT", "/items/foo", `{"Name":"no","SIZE":1,"extra":[1,{"a":"}"}],"name":"yes"}`, jsonCT},
-			status: 200, body: `{"name":"yes","size":null}`},
-		{name: "last repeated key wins", req: req{"PUT", "/items/foo", `{"size":"bad","size":2}`, jsonCT}, status: 200, body: `{"name":null,"size":2}`},
-		{name: "escapes are canonicalised", req: req{"PUT", "/items/foo", `{"n\u0061me":"a\u0062\"\/\n\u00e9"}`, jsonCT}, status: 200, body: `{"name":"ab\"/\né","size":null}`},
-		{name: "whitespace everywhere", req: req{"PUT", "/items/foo", " \n{ \"name\" : \"x\" ,\t\"size\" : 2 } \r\n", jsonCT}, status: 200, body: `{"name":"x","size":2}`},
-	})
-}
-
-// TestDecodingErrors checks the 422s through the real handler: pydantic's
-// type and loc for every problem a body has.
-func TestDecodingErrors(t *testing.T) {
-	sizeIs := func(typ string) []problem { return []problem{{typ, []any{"body", "size"}}} }
-	invalidAt := func(offset float64) []problem { return []problem{{"json_invalid", []any{"body", offset}}} }
-	notObject := []problem{{"model_attributes_type", []any{"body"}}}
-	nameNotString := []problem{{"string_type", []any{"body", "name"}}}
-	checkContract(t, []contractCase{
-		{name: "name not a string", req: req{"PUT", "/items/foo", `{"name":1}`, jsonCT}, status: 422, problems: nameNotString},
-		{name: "name an object", req: req{"PUT", "/items/foo", `{"name":{"a":1}}`, jsonCT}, status: 422, problems: nameNotString},
-		{name: "size a string", req: req{"PUT", "/items/foo", `{"size":"6"}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "size a boolean", req: req{"PUT", "/items/foo", `{"size":true}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "size an array", req: req{"PUT", "/items/foo", `{"size":[6]}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "size a fraction", req: req{"PUT", "/items/foo", `{"size":6.5}`, jsonCT}, status: 422, problems: sizeIs("int_from_float")},
-		{name: "size above int64", req: req{"PUT", "/items/foo", `{"size":9223372036854775808}`, jsonCT}, status: 422, problems: sizeIs("less_than_equal")},
-		{name: "size below int64", req: req{"PUT", "/items/foo", `{"size":-1e19}`, jsonCT}, status: 422, problems: sizeIs("greater_than_equal")},
-		{name: "every bad field reported", req: req{"PUT", "/items/foo", `{"name":false,"size":"x"}`, jsonCT},
-			status: 422, problems: append(nameNotString, sizeIs("int_type")...)},
-		{name: "only the last repeated key validated", req: req{"PUT", "/items/foo", `{"size":1,"size":"x"}`, jsonCT}, status: 422, problems: sizeIs("int_type")},
-		{name: "malformed JSON", req: req{"PUT", "/items/foo", `{"name":}`, jsonCT}, status: 422, problems: invalidAt(8)},
-		{name: "truncated JSON", req: req{"PUT", "/items/foo", `{"name":"x"`, jsonCT}, status: 422, problems: invalidAt(11)},
-		{name: "trailing data", req: req{"PUT", "/items/foo", `{"name":"x"} x`, jsonCT}, status: 422, problems: invalidAt(13)},
-		{name: "invalid UTF-8", req: req{"PUT", "/items/foo", "{\"name\":\"\xff\"}", jsonCT}, status: 422, problems: invalidAt(9)},
-		{name: "body an array", req: req{"PUT", "/items/foo", `[{"name":"x"}]`, jsonCT}, status: 422, problems: notObject},
-		{name: "body a string", req: req{"PUT", "/items/foo", `"x"`, jsonCT}, status: 422, problems: notObject},
-		{name: "body a number", req: req{"PUT", "/items/foo", `6`, jsonCT}, status: 422, problems: notObject},
-	})
-}
-
-// FuzzDecodeItem holds decodeItem to referenceDecode, a plain encoding/json
+// FuzzDecodeItem holds Decode to referenceDecode, a plain encoding/json
 // reading of the same rules, body by body: what one accepts the other does,
 // with the same item.
 func FuzzDecodeItem(f *testing.F) {
@@ -69,20 +19,20 @@ func FuzzDecodeItem(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, body string) {
-		it, problems := decodeItem(nil, []byte(body))
+		it, problems := Decode(nil, []byte(body))
 		want, accept, sure := referenceDecode([]byte(body))
 		switch {
 		case !sure:
 		case accept != (problems == nil):
-			t.Fatalf("decodeItem(%q): problems %v; encoding/json accepts: %v", body, problems, accept)
-		case accept && !sameItem(string(appendItemJSON(nil, it)), want):
-			t.Fatalf("decodeItem(%q) = %s; encoding/json reads %s", body, appendItemJSON(nil, it), want)
+			t.Fatalf("Decode(%q): problems %v; encoding/json accepts: %v", body, problems, accept)
+		case accept && !sameItem(string(AppendObject(nil, it)), want):
+			t.Fatalf("Decode(%q) = %s; encoding/json reads %s", body, AppendObject(nil, it), want)
 		}
 	})
 }
 
 // referenceDecode reads a PUT body by the documented rules with plain
-// encoding/json, for comparison with decodeItem. It returns the item's JSON
+// encoding/json, for comparison with Decode. It returns the item's JSON
 // and whether the body is acceptable; sure is false when the reference
 // cannot decide (a number big.Rat refuses to expand).
 func referenceDecode(body []byte) (item string, accept, sure bool) {
@@ -152,7 +102,7 @@ func TestParseJSONInt(t *testing.T) {
 	tests := []struct {
 		num  string
 		want int64
-		fail *fieldError
+		fail *Problem
 	}{
 		{"0", 0, nil},
 		{"-0", 0, nil},
@@ -205,7 +155,7 @@ func FuzzParseJSONInt(f *testing.F) {
 		if !ok {
 			return
 		}
-		want := (*fieldError)(nil)
+		want := (*Problem)(nil)
 		switch {
 		case !r.IsInt():
 			want = fractionalInt
@@ -242,18 +192,18 @@ func TestAppendItemJSON(t *testing.T) {
 		{`""0`, `{"name":"","size":0}`},
 	}
 	for _, tt := range tests {
-		if got := string(appendItemJSON(nil, []byte(tt.item))); got != tt.want {
-			t.Errorf("appendItemJSON(%s) = %s, want %s", tt.item, got, tt.want)
+		if got := string(AppendObject(nil, []byte(tt.item))); got != tt.want {
+			t.Errorf("AppendObject(%s) = %s, want %s", tt.item, got, tt.want)
 		}
 	}
 }
 
 func TestAppendJSONString(t *testing.T) {
 	for _, s := range []string{"", "plain", `q"uote`, `back\slash`, "tab\tnl\ncr\r", "\x00\x01\x1f\x7f", "é中😀", "<&>", "\u2028"} {
-		got := appendJSONString(nil, s)
+		got := AppendString(nil, s)
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil || back != s {
-			t.Errorf("appendJSONString(%q) = %s, which decodes to %q (%v)", s, got, back, err)
+			t.Errorf("AppendString(%q) = %s, which decodes to %q (%v)", s, got, back, err)
 		}
 	}
 }
