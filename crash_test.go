@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"itemsvc/internal/journal"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -154,12 +155,12 @@ func (w *logWatcher) Write(b []byte) (int, error) {
 // died.
 type workload struct {
 	acked    []map[string]string // per writer: id → item; absent if deleted
-	inFlight []change            // per writer: the request without an answer, if any
+	inFlight []journal.Change    // per writer: the request without an answer, if any
 	acks     atomic.Int64
 }
 
 func newWorkload(writers int) *workload {
-	w := &workload{acked: make([]map[string]string, writers), inFlight: make([]change, writers)}
+	w := &workload{acked: make([]map[string]string, writers), inFlight: make([]journal.Change, writers)}
 	for i := range w.acked {
 		w.acked[i] = map[string]string{}
 	}
@@ -176,32 +177,32 @@ func (w *workload) run(t *testing.T, srv *server, round int, killAfter int64, st
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(round), uint64(i)))
 			for n := 0; ; n++ {
-				c := change{id: fmt.Sprintf("w%d-%d", i, rng.IntN(4))}
+				c := journal.Change{ID: fmt.Sprintf("w%d-%d", i, rng.IntN(4))}
 				if rng.IntN(4) > 0 {
-					c.item = fmt.Appendf(nil, `{"name":"round %d","size":%d}`, round, n)
+					c.Item = fmt.Appendf(nil, `{"name":"round %d","size":%d}`, round, n)
 				}
 				w.inFlight[i] = c
-				_, had := w.acked[i][c.id]
+				_, had := w.acked[i][c.ID]
 				var status int
 				var err error
-				if c.item != nil {
-					status, err = srv.do(client, "PUT", c.id, string(c.item))
+				if c.Item != nil {
+					status, err = srv.do(client, "PUT", c.ID, string(c.Item))
 				} else {
-					status, err = srv.do(client, "DELETE", c.id, "")
+					status, err = srv.do(client, "DELETE", c.ID, "")
 				}
 				if err != nil {
 					return // the server died under it
 				}
-				want := map[[2]bool]int{{true, true}: 200, {true, false}: 201, {false, true}: 204, {false, false}: 404}[[2]bool{c.item != nil, had}]
+				want := map[[2]bool]int{{true, true}: 200, {true, false}: 201, {false, true}: 204, {false, false}: 404}[[2]bool{c.Item != nil, had}]
 				if status != want {
-					t.Errorf("%s %s: %d, want %d", map[bool]string{true: "PUT", false: "DELETE"}[c.item != nil], c.id, status, want)
+					t.Errorf("%s %s: %d, want %d", map[bool]string{true: "PUT", false: "DELETE"}[c.Item != nil], c.ID, status, want)
 				}
-				if c.item != nil {
-					w.acked[i][c.id] = string(c.item)
+				if c.Item != nil {
+					w.acked[i][c.ID] = string(c.Item)
 				} else {
-					delete(w.acked[i], c.id)
+					delete(w.acked[i], c.ID)
 				}
-				w.inFlight[i] = change{}
+				w.inFlight[i] = journal.Change{}
 				if w.acks.Add(1) == killAfter {
 					stop()
 				}
@@ -223,17 +224,17 @@ func (w *workload) check(t *testing.T, got map[string]string) {
 			c := w.inFlight[i]
 			switch {
 			case ok == (acked[id] != "") && it == acked[id]:
-			case c.id == id && ok == (c.item != nil) && it == string(c.item):
+			case c.ID == id && ok == (c.Item != nil) && it == string(c.Item):
 				if ok {
 					acked[id] = it
 				} else {
 					delete(acked, id)
 				}
 			default:
-				t.Errorf("after a crash, %s is %q; acknowledged: %q, in flight: %q", id, it, acked[id], c.item)
+				t.Errorf("after a crash, %s is %q; acknowledged: %q, in flight: %q", id, it, acked[id], c.Item)
 			}
 		}
-		w.inFlight[i] = change{}
+		w.inFlight[i] = journal.Change{}
 	}
 }
 
@@ -331,7 +332,7 @@ func TestCompactionCrashes(t *testing.T) {
 		name := strings.Repeat(strconv.Itoa(round), 200)
 		for i := range 20000 {
 			id := "item" + strconv.Itoa(i)
-			file = appendRecord(file, id, []byte(`"`+name+`"`+strconv.Itoa(i)))
+			file = journal.AppendRecord(file, id, []byte(`"`+name+`"`+strconv.Itoa(i)))
 			want[id] = `{"name":"` + name + `","size":` + strconv.Itoa(i) + `}`
 		}
 	}

@@ -501,6 +501,7 @@ func BenchmarkGet(b *testing.B) {
 func BenchmarkRejected(b *testing.B) {
 	benchServe(b, "PUT", foo, `{"name":"Fighters","size":"six"}`, nil, http.StatusUnprocessableEntity)
 }
+
 // TestDecoding checks what bodies mean through the real handler: each PUT
 // stores and answers the item decoded from its body.
 func TestDecoding(t *testing.T) {
@@ -550,4 +551,3 @@ func TestDecodingErrors(t *testing.T) {
 		{name: "body a number", req: req{"PUT", "/items/foo", `6`, jsonCT}, status: 422, problems: notObject},
 	})
 }
-

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,7 +116,7 @@ func TestWalkYieldsSortedIDs(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 20 {
 		ids := map[string]bool{}
-		for range rng.IntN(3 * maxRun) {
+		for range rng.IntN(3 * 1024) { // up to three of the order's runs
 			ids[string([]rune{rune('a' + rng.IntN(3)), []rune("é&+ =%z")[rng.IntN(7)], rune('0' + rng.IntN(10))})+fmt.Sprint(rng.IntN(100))] = true
 		}
 		want := slices.Sorted(maps.Keys(ids))
@@ -276,42 +275,4 @@ func rss(pid string) int {
 	_, rest, _ := strings.Cut(string(status), "VmRSS:")
 	n, _ := strconv.Atoi(strings.Fields(rest)[0])
 	return n
-}
-
-// TestReplaySortsIDs replays journals of random ids, many of them sharing
-// their first 8 bytes or shorter than 8, and checks the order that replay
-// sorts them into, then that creates and deletes keep it.
-func TestReplaySortsIDs(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	parts := []string{"", "a", "ab", "abcdefg", "item-000", "é", "\u00ff", "\x01", "0"}
-	for range 10 {
-		want := map[string]string{}
-		var changes []string
-		for range rng.IntN(3 * maxRun) {
-			id := parts[rng.IntN(len(parts))] + parts[rng.IntN(len(parts))] + fmt.Sprint(rng.IntN(500))
-			want[id] = `"x"1`
-			changes = append(changes, id, want[id])
-			if rng.IntN(4) == 0 {
-				delete(want, id)
-				changes = append(changes, id, "")
-			}
-		}
-		path := filepath.Join(t.TempDir(), "data")
-		if err := os.WriteFile(path, append([]byte(opening), journalOf(changes...)...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		s, _ := openTestStore(t, path, false)
-		compareAll(t, s, want)
-		for i := range 200 {
-			id := fmt.Sprint(parts[rng.IntN(len(parts))], i)
-			if rng.IntN(2) == 0 {
-				s.Put(id, []byte(`"y"2`), nil)
-				want[id] = `"y"2`
-			} else {
-				s.Delete(id, nil)
-				delete(want, id)
-			}
-		}
-		compareAll(t, s, want)
-	}
 }

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"reflect"
-	"slices"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+
+	"itemsvc/internal/journal"
 )
 
 // TestStoreCopies checks that the store shares no memory with its callers:
@@ -31,65 +36,61 @@ func TestStoreCopies(t *testing.T) {
 	}
 }
 
-// TestStoreMatchesMap holds the arena to the plain map[string][]byte it
-// stands in for: random puts, deletes and gets, of items of every size from
-// a few bytes to several arena chunks, go to a store and a map, which are
-// compared after every step. Weak hash functions force the collision paths
-// that a real 64-bit hash almost never takes.
-func TestStoreMatchesMap(t *testing.T) {
-	hashes := map[string]func(string) uint64{
-		"maphash":  nil, // the store's own
-		"constant": func(string) uint64 { return 42 },
-		"length":   func(id string) uint64 { return uint64(len(id) % 3) },
+// openTestStore opens a store on the journal at path, closed when the test
+// ends, and returns it with what it logs.
+func openTestStore(t *testing.T, path string, seed bool) (*Store, *syncWriter) {
+	t.Helper()
+	logs := &syncWriter{}
+	s, err := OpenStore(path, seed, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatalf("OpenStore(%s): %v", path, err)
 	}
-	for name, hash := range hashes {
-		t.Run(name, func(t *testing.T) {
-			s := NewStore(false)
-			if hash != nil {
-				s.items.hash = hash
-			}
-			want := make(map[string]string)
-			rng := rand.New(rand.NewPCG(1, 2))
-			for step := range 3000 {
-				id := fmt.Sprint("id", rng.IntN(150))
-				_, exists := want[id]
-				switch op := rng.IntN(10); {
-				case op < 6:
-					it := randomItem(rng)
-					if created, _, _ := s.Put(id, []byte(it), nil); created == exists {
-						t.Fatalf("step %d: Put(%s) created = %v, but the map had it: %v", step, id, created, exists)
-					}
-					want[id] = it
-				case op < 9:
-					if found, _, _ := s.Delete(id, nil); found != exists {
-						t.Fatalf("step %d: Delete(%s) found = %v, want %v", step, id, found, exists)
-					}
-					delete(want, id)
-				default:
-					if got, ok := s.Get(id); ok != exists || string(got) != want[id] {
-						t.Fatalf("step %d: Get(%s) = %.40q, %v; want %.40q, %v", step, id, got, ok, want[id], exists)
-					}
-				}
-				if step%100 == 0 {
-					compareAll(t, s, want)
-				}
-			}
-			compareAll(t, s, want)
-		})
-	}
+	t.Cleanup(func() { s.Close() })
+	return s, logs
 }
 
-// randomItem returns an item whose name is 0 bytes to a few arena chunks
-// long, mostly short.
-func randomItem(rng *rand.Rand) string {
-	n := rng.IntN(64)
-	switch rng.IntN(20) {
-	case 0:
-		n = maxBlock - 20 + rng.IntN(40) // either side of the largest class
-	case 1:
-		n = rng.IntN(3 * chunkSize)
+// syncWriter collects what is written to it, from any goroutine.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// storeKinds are the stores that the concurrency tests run on.
+var storeKinds = []struct {
+	name string
+	open func(t *testing.T) *Store
+}{
+	{"in memory", func(*testing.T) *Store { return NewStore(true) }},
+	{"with -data", func(t *testing.T) *Store {
+		s, _ := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
+		return s
+	}},
+}
+
+// journalOf returns the journal of the changes, given as id, item pairs in
+// stored form ("" for a deletion).
+func journalOf(changes ...string) []byte {
+	var b []byte
+	for i := 0; i < len(changes); i += 2 {
+		var it []byte
+		if changes[i+1] != "" {
+			it = []byte(changes[i+1])
+		}
+		b = journal.AppendRecord(b, changes[i], it)
 	}
-	return `"` + strings.Repeat(string(rune('a'+rng.IntN(26))), n) + `"` + fmt.Sprint(rng.IntN(1000))
+	return b
 }
 
 // An entry is an id with its item, copied out of the store.
@@ -105,147 +106,247 @@ func all(s *Store) (entries []entry) {
 	return entries
 }
 
-// compareAll fails the test unless s holds exactly the items of want, in id
-// order.
-func compareAll(t *testing.T, s *Store, want map[string]string) {
-	t.Helper()
-	got := make(map[string]string)
+// contents returns what s holds, in stored form.
+func contents(s *Store) map[string]string {
+	m := map[string]string{}
 	for _, e := range all(s) {
-		got[string(e.id)] = string(e.item)
+		m[string(e.id)] = string(e.item)
 	}
-	if !maps.Equal(got, want) {
-		t.Fatalf("the store holds %d items, want %d, or they differ", len(got), len(want))
-	}
-	if !slices.IsSortedFunc(all(s), func(a, b entry) int { return strings.Compare(string(a.id), string(b.id)) }) {
-		t.Fatal("the items are not sorted by id")
-	}
+	return m
 }
 
-// TestStoreCollisions walks ids that share one hash through every way in
-// and out of the index and the collided map.
-func TestStoreCollisions(t *testing.T) {
-	s := NewStore(false)
-	s.items.hash = func(string) uint64 { return 7 }
-	steps := []struct {
-		op, id string
-		want   map[string]string // every item expected after the step
+// reopen closes s and opens its journal, at path, again.
+func reopen(t *testing.T, s *Store, path string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s, _ = openTestStore(t, path, true)
+	return s
+}
+
+// faultyFile is a journal file whose writes or syncs fail while fault is
+// set. A failing write writes half of what it was given.
+type faultyFile struct {
+	journal.File
+	fault     atomic.Pointer[error]
+	inWriteAt bool // the fault hits WriteAt, else Sync
+}
+
+func (f *faultyFile) WriteAt(b []byte, off int64) (int, error) {
+	if err := f.fault.Load(); err != nil && f.inWriteAt {
+		n, _ := f.File.WriteAt(b[:len(b)/2], off)
+		return n, *err
+	}
+	return f.File.WriteAt(b, off)
+}
+
+func (f *faultyFile) Sync() error {
+	if err := f.fault.Load(); err != nil && !f.inWriteAt {
+		return *err
+	}
+	return f.File.Sync()
+}
+
+// TestWriteFailures has the journal's writes fail: writes get 503 and change
+// nothing, everything else is served, and writes work again once the fault
+// is gone, leaving no trace of the refused ones.
+func TestWriteFailures(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		inWriteAt bool
+		err       error
 	}{
-		{"put", "a", map[string]string{"a": `"a"1`}},
-		{"put", "b", map[string]string{"a": `"a"1`, "b": `"b"1`}}, // collides with a
-		{"put", "b", map[string]string{"a": `"a"1`, "b": `"b"1`}}, // replaces b, found in collided
-		{"delete", "a", map[string]string{"b": `"b"1`}},           // b stays reachable
-		{"put", "c", map[string]string{"b": `"b"1`, "c": `"c"1`}}, // takes the index entry a left
-		{"delete", "b", map[string]string{"c": `"c"1`}},
-		{"delete", "c", map[string]string{}},
-	}
-	for i, st := range steps {
-		if st.op == "put" {
-			s.Put(st.id, []byte(`"`+st.id+`"1`), nil)
-		} else if found, _, _ := s.Delete(st.id, nil); !found {
-			t.Fatalf("step %d: Delete(%s) did not find it", i, st.id)
-		}
-		for _, id := range []string{"a", "b", "c"} {
-			if got, ok := s.Get(id); string(got) != st.want[id] || ok != (st.want[id] != "") {
-				t.Fatalf("step %d (%s %s): Get(%s) = %s, %v; want %s", i, st.op, st.id, id, got, ok, st.want[id])
+		{"disk full", true, syscall.ENOSPC},
+		{"I/O error on sync", false, syscall.EIO},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var path string // the last store's
+			open := func(t *testing.T) (*Store, *faultyFile, *syncWriter) {
+				path = filepath.Join(t.TempDir(), "data")
+				s, logs := openTestStore(t, path, true)
+				file := &faultyFile{inWriteAt: tt.inWriteAt}
+				file.fault.Store(&tt.err)
+				s.journal.WrapFile(func(f journal.File) journal.File { file.File = f; return file })
+				return s, file, logs
 			}
-		}
-		compareAll(t, s, st.want)
-	}
-}
+			unavailable := detail("Service Unavailable: the change could not be saved, and nothing was changed")
+			checkContractOn(t, func(t *testing.T) *Store { s, _, _ := open(t); return s }, []contractCase{
+				{name: "update", req: req{"PUT", "/items/foo", `{"name":"x"}`, jsonCT}, status: 503, body: unavailable},
+				{name: "create", req: req{"PUT", "/items/new", `{"name":"x"}`, jsonCT}, status: 503, body: unavailable},
+				{name: "delete", req: req{"DELETE", "/items/bar", "", nil}, status: 503, body: unavailable},
+				{name: "conditional update", req: req{"PUT", "/items/foo", `{}`, cond("If-Match", "{foo}")}, status: 503, body: unavailable},
+				{name: "read", req: req{"GET", "/items/foo", "", nil}, status: 200, body: seeded["foo"]},
+				{name: "health", req: req{"GET", "/healthz", "", nil}, status: 200, body: `{"status":"ok"}`},
+			})
 
-// TestStoreReusesFreedSlots checks that deleted items' slots and blocks are
-// reused, so that churn does not grow the store, and that reuse mixes
-// nothing up.
-func TestStoreReusesFreedSlots(t *testing.T) {
-	s := NewStore(false)
-	for i := range 1000 {
-		s.Put(fmt.Sprint("a", i), []byte(`"a"1`), nil)
-	}
-	slots, chunks := len(s.items.slots), len(s.items.arena.chunks)
-	for i := range 1000 {
-		s.Delete(fmt.Sprint("a", i), nil)
-	}
-	for i := range 1000 {
-		s.Put(fmt.Sprint("b", i), []byte(`"b"2`), nil)
-	}
-	if len(s.items.slots) != slots || len(s.items.arena.chunks) != chunks {
-		t.Errorf("1000 items deleted, 1000 of the same size put: %d slots and %d chunks, want %d and %d",
-			len(s.items.slots), len(s.items.arena.chunks), slots, chunks)
-	}
-	if got, ok := s.Get("b7"); !ok || string(got) != `"b"2` {
-		t.Errorf("Get(b7) = %s, %v; want its item", got, ok)
-	}
-	if _, ok := s.Get("a7"); ok {
-		t.Error("a deleted item is still found")
-	}
-}
-
-// TestStoreUpdateInPlace checks that replacing an item with one of the same
-// size class allocates nothing: the common update costs no garbage.
-func TestStoreUpdateInPlace(t *testing.T) {
-	s := NewStore(true)
-	items := [][]byte{[]byte(`"Fighters"7`), []byte(`"Fighters"8`)}
-	i := 0
-	if allocs := testing.AllocsPerRun(100, func() { i++; s.Put("foo", items[i%2], nil) }); allocs != 0 {
-		t.Errorf("an in-place update allocates %.1f times, want 0", allocs)
-	}
-	if got, _ := s.Get("foo"); string(got) != string(items[i%2]) {
-		t.Errorf("after the updates foo = %s, want %s", got, items[i%2])
-	}
-}
-
-// TestArenaReusesChunkTail checks that the end of a chunk too small for the
-// next block is not lost: it becomes a free block of its own size.
-func TestArenaReusesChunkTail(t *testing.T) {
-	var a arena
-	for range chunkSize/maxBlock - 1 {
-		a.alloc(maxBlock, sizeClass(maxBlock))
-	}
-	a.alloc(100, sizeClass(100)) // 112 bytes: 3984 left in chunk 0
-	const tailSize = maxBlock - 112
-	if next := a.alloc(maxBlock, sizeClass(maxBlock)); next>>32 != 1 {
-		t.Fatalf("a block that does not fit chunk 0's rest went to chunk %d, want 1", next>>32)
-	}
-	want := uint64(chunkSize - tailSize) // chunk 0, at the tail
-	if got := a.alloc(tailSize, sizeClass(tailSize)); got != want {
-		t.Errorf("a block of the tail's size is at %#x, want the tail at %#x", got, want)
-	}
-}
-
-// TestStoreHoldsNoPointersPerItem guards the layout that keeps the garbage
-// collector from scanning items: nothing the store keeps per item (index
-// entries, slots, free lists, arena bytes) contains a pointer.
-func TestStoreHoldsNoPointersPerItem(t *testing.T) {
-	m := newArenaMap()
-	perItem := map[string]reflect.Type{
-		"index key":   reflect.TypeOf(m.index).Key(),
-		"index value": reflect.TypeOf(m.index).Elem(),
-		"slot":        reflect.TypeOf(m.slots).Elem(),
-		"free slot":   reflect.TypeOf(m.free).Elem(),
-		"arena byte":  reflect.TypeOf(m.arena.chunks).Elem().Elem(),
-		"free block":  reflect.TypeOf(m.arena.free).Elem().Elem(),
-	}
-	for what, typ := range perItem {
-		if hasPointers(typ) {
-			t.Errorf("%s: %v holds a pointer", what, typ)
-		}
-	}
-}
-
-// hasPointers reports whether values of type t hold a pointer.
-func hasPointers(t reflect.Type) bool {
-	switch k := t.Kind(); {
-	case k == reflect.Array:
-		return t.Len() > 0 && hasPointers(t.Elem())
-	case k == reflect.Struct:
-		for f := range t.Fields() {
-			if hasPointers(f.Type) {
-				return true
+			s, file, logs := open(t)
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
+			for i := range 3 { // longer than the write that follows, so that they leave something behind
+				if resp, _ := do(t, srv, req{"PUT", "/items/foo", fmt.Sprintf(`{"name":"%0200d"}`, i), jsonCT}); resp.StatusCode != 503 {
+					t.Fatalf("PUT /items/foo while the disk fails: %d, want 503", resp.StatusCode)
+				}
 			}
+			if !strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("nothing logged at ERROR:\n%s", logs)
+			}
+			file.fault.Store(nil)
+			if resp, _ := do(t, srv, req{"PUT", "/items/foo", `{"name":"y"}`, jsonCT}); resp.StatusCode != 200 {
+				t.Fatalf("PUT /items/foo once the fault is gone: %d, want 200", resp.StatusCode)
+			}
+			if resp, _ := do(t, srv, req{"DELETE", "/items/bar", "", nil}); resp.StatusCode != 204 {
+				t.Fatalf("DELETE /items/bar once the fault is gone: %d, want 204", resp.StatusCode)
+			}
+			s.Close()
+			s, logs = openTestStore(t, path, true)
+			if got, want := contents(s), map[string]string{"foo": `"y"null`}; !maps.Equal(got, want) {
+				t.Errorf("reopened: %v, want %v", got, want)
+			}
+			if strings.Contains(logs.String(), "level=WARN") {
+				t.Errorf("the refused writes left a trace in the journal:\n%s", logs)
+			}
+		})
+	}
+}
+
+// heldFile is a journal file whose syncs each wait for the outcome that the
+// test sends on the channel they send.
+type heldFile struct {
+	journal.File
+	syncs chan chan error
+}
+
+func (f *heldFile) Sync() error {
+	outcome := make(chan error)
+	f.syncs <- outcome
+	if err := <-outcome; err != nil {
+		return err
+	}
+	return f.File.Sync()
+}
+
+// TestVisibleOnceDurable holds a create's sync: until it ends, readers do not
+// see the item, and a create-only PUT of the same id waits for it, then gets
+// the answer that what landed calls for.
+func TestVisibleOnceDurable(t *testing.T) {
+	tests := []struct {
+		name                    string
+		syncErr                 error
+		wantFirst, wantCreateIf int
+	}{
+		{"the sync succeeds", nil, 201, 412},
+		{"the sync fails", syscall.EIO, 503, 201},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
+			file := &heldFile{syncs: make(chan chan error)}
+			s.journal.WrapFile(func(f journal.File) journal.File { file.File = f; return file })
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
+			status := func(rq req) <-chan int {
+				c := make(chan int, 1)
+				go func() {
+					resp, _, err := send(srv, rq)
+					if err != nil {
+						t.Error(err)
+						c <- 0
+						return
+					}
+					c <- resp.StatusCode
+				}()
+				return c
+			}
+			first := status(req{"PUT", "/items/new", `{"name":"first"}`, jsonCT})
+			firstSync := <-file.syncs
+			if resp, _ := do(t, srv, req{"GET", "/items/new", "", nil}); resp.StatusCode != 404 {
+				t.Errorf("GET /items/new before its create is durable: %d, want 404", resp.StatusCode)
+			}
+			if _, ok := items(t, srv)["new"]; ok {
+				t.Errorf("GET /items lists new before its create is durable")
+			}
+			createIf := status(req{"PUT", "/items/new", `{"name":"second"}`, cond("If-None-Match", "*")})
+			// Wait until the create-only PUT waits for the create, unless it
+			// answers at once, which it must not.
+			answered := 0
+			for waiting := 0; waiting < 2 && answered == 0; {
+				select {
+				case answered = <-createIf:
+					t.Errorf("PUT /items/new If-None-Match: * answered %d while the create it rests on was not durable", answered)
+				default:
+				}
+				buf := make([]byte, 1<<20)
+				waiting = strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*Store).commit(")
+			}
+			firstSync <- tt.syncErr
+			if got := <-first; got != tt.wantFirst {
+				t.Errorf("PUT /items/new: %d, want %d", got, tt.wantFirst)
+			}
+			for answered == 0 {
+				select {
+				case sync := <-file.syncs:
+					sync <- nil
+				case answered = <-createIf:
+				}
+			}
+			if answered != tt.wantCreateIf {
+				t.Errorf("PUT /items/new If-None-Match: * while the create waited: %d, want %d", answered, tt.wantCreateIf)
+			}
+		})
+	}
+}
+
+// TestCompaction compacts while writers go on, and checks that nothing is
+// lost and that the journal shrinks to its live items.
+func TestCompaction(t *testing.T) {
+	// A journal that is over its limit when opened: its items, each
+	// written over four times.
+	var file []byte
+	want := map[string]string{}
+	for round := range 5 {
+		for i := range 10000 {
+			id, it := fmt.Sprint("item", i), fmt.Sprintf(`"%d"%d`, round, i)
+			file, want[id] = journal.AppendRecord(file, id, []byte(it)), it
 		}
-		return false
-	default: // the kinds from Bool to Complex128 are booleans and numbers
-		return k < reflect.Bool || k > reflect.Complex128
+	}
+	path := filepath.Join(t.TempDir(), "data")
+	if err := os.WriteFile(path, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, logs := openTestStore(t, path, true)
+	var mu sync.Mutex // guards want
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 0))
+			for i := range 200 {
+				id := fmt.Sprint("item", rng.IntN(10000))
+				it := fmt.Sprintf(`"w%d"%d`, w, i)
+				mu.Lock() // the store's order of writes to one id is this order
+				if _, _, err := s.Put(id, []byte(it), nil); err != nil {
+					t.Error(err)
+				}
+				want[id] = it
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	s.compactions.Wait()
+	if !strings.Contains(logs.String(), "journal compacted") {
+		t.Fatalf("no compaction:\n%s", logs)
+	}
+	if got := contents(s); !maps.Equal(got, want) {
+		t.Errorf("after compaction: %d items differ from the writes", len(got))
+	}
+	var live int64
+	for id, it := range want {
+		live += journal.RecordSize(id, []byte(it))
+	}
+	if info, err := os.Stat(path); err != nil || info.Size() > 2*live {
+		t.Errorf("journal after compaction: %v, %v; want at most twice its %d live bytes", info.Size(), err, live)
+	}
+	if got := contents(reopen(t, s, path)); !maps.Equal(got, want) {
+		t.Errorf("reopened after compaction: the items differ from the writes")
 	}
 }
 
@@ -280,7 +381,7 @@ func TestOpenStore(t *testing.T) {
 			if !strings.Contains(logs.String(), fmt.Sprintf("items=%d", len(tt.want))) {
 				t.Errorf("the log does not give the number of items, %d:\n%s", len(tt.want), logs)
 			}
-			if got := contents(reopen(t, s)); !maps.Equal(got, tt.want) {
+			if got := contents(reopen(t, s, path)); !maps.Equal(got, tt.want) {
 				t.Errorf("reopened: %v, want %v", got, tt.want)
 			}
 		})

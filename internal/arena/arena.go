@@ -1,7 +1,5 @@
-package main
-
-// This file holds the store's memory engine, arenaMap: a map from id to item
-// that keeps no pointer per item.
+// Package arena is the store's memory: a map from id to item that keeps no
+// pointer per item, and the ids in order, for pages.
 //
 // Why: a map[string][]byte holds two pointers per item, and the garbage
 // collector follows every one of them on every cycle. With a million items
@@ -14,12 +12,14 @@ package main
 // instead of about 105 ms (GODEBUG=gctrace=1); p99 latency 2-5 ms instead of
 // 12-14 ms; and creates into a growing store 10-20% faster.
 //
-// What it stands in for: map[string][]byte, with copies in and out.
-// TestStoreMatchesMap holds it to one, through every path in and out.
+// What it stands in for: map[string][]byte, with a sort of the keys for
+// pages. TestMatchesMap holds a Map to one, through every path in and out,
+// and TestSortOrder holds its order to a sort.
 //
 // How: each id and its item lie side by side in a block of an arena; a slot
 // records where, and an index maps a keyed hash of the id to its slot. For
 // pages, an order lists the slots by id, in runs of slot numbers.
+package arena
 
 import (
 	"bytes"
@@ -30,9 +30,8 @@ import (
 	"sort"
 )
 
-// An arenaMap maps ids to items. It is not safe for concurrent use; Store
-// guards it.
-type arenaMap struct {
+// A Map maps ids to items. It is not safe for concurrent use.
+type Map struct {
 	// index maps the hash of an id to its slot. Of several ids with one
 	// hash, only the first to arrive is here; the others are in collided.
 	index map[uint64]uint32
@@ -48,7 +47,7 @@ type arenaMap struct {
 	// maxRun, each sorted and before the next, so that an insert moves at
 	// most maxRun numbers and the GC sees a pointer per run, not per item.
 	order [][]uint32
-	// unordered says that order is left alone until sortOrder builds it:
+	// unordered says that order is left alone until SortOrder builds it:
 	// a replay's million inserts would each search it.
 	unordered bool
 	// arena holds the ids and items.
@@ -66,19 +65,19 @@ type slot struct {
 	itemLen uint32 // unused for bigClass, whose item fills the rest of the chunk
 }
 
-// newArenaMap returns an empty map whose hash has a seed of its own.
-func newArenaMap() *arenaMap {
+// New returns an empty map whose hash has a seed of its own.
+func New() *Map {
 	seed := maphash.MakeSeed() // random, so that no client can plan collisions
-	return &arenaMap{
+	return &Map{
 		index:    make(map[uint64]uint32),
 		collided: make(map[string]uint32),
 		hash:     func(id string) uint64 { return maphash.String(seed, id) },
 	}
 }
 
-// get returns the item stored under id, valid until the next change, and
+// Get returns the item stored under id, valid until the next change, and
 // whether there is one.
-func (m *arenaMap) get(id string) ([]byte, bool) {
+func (m *Map) Get(id string) ([]byte, bool) {
 	n, ok := m.find(id, m.hash(id))
 	if !ok {
 		return nil, false
@@ -86,14 +85,14 @@ func (m *arenaMap) get(id string) ([]byte, bool) {
 	return m.entry(m.slots[n])[m.slots[n].idLen:], true
 }
 
-// len returns the number of items.
-func (m *arenaMap) len() int { return len(m.index) + len(m.collided) }
+// Len returns the number of items.
+func (m *Map) Len() int { return len(m.index) + len(m.collided) }
 
-// put stores a copy of it under id, replacing any item there, and reports
+// Put stores a copy of it under id, replacing any item there, and reports
 // whether the item is new.
-func (m *arenaMap) put(id string, it []byte) (created bool) {
+func (m *Map) Put(id string, it []byte) (created bool) {
 	if len(id) > math.MaxUint16 {
-		panic("arenaMap: id too long") // the handler allows maxIDLen bytes
+		panic("arena: id too long") // the service allows 1024 bytes
 	}
 	h := m.hash(id)
 	n, exists := m.find(id, h)
@@ -117,11 +116,11 @@ func (m *arenaMap) put(id string, it []byte) (created bool) {
 	return !exists
 }
 
-// maxRun bounds the runs of arenaMap.order.
+// maxRun bounds the runs of Map.order.
 const maxRun = 1024
 
 // insertInOrder puts slot n, for id, in its place in order.
-func (m *arenaMap) insertInOrder(n uint32, id string) {
+func (m *Map) insertInOrder(n uint32, id string) {
 	if len(m.order) == 0 {
 		m.order = append(m.order, newRun(nil))
 	}
@@ -140,12 +139,17 @@ func newRun(slots []uint32) []uint32 {
 	return append(make([]uint32, 0, maxRun+1), slots...)
 }
 
-// sortOrder builds order from scratch, and keeps it from then on. It sorts
-// the slots by their ids' first 8 bytes, held beside them, with a radix sort,
-// then compares whole ids only where those bytes tie. Inserting one by one
-// costs 30 times as much, and a comparison sort 8 times.
-func (m *arenaMap) sortOrder() {
-	keys := make([]prefixedSlot, 0, m.len())
+// DeferOrder stops keeping the ids in order until SortOrder: a journal's
+// replay of a million changes would otherwise search the order for each.
+// Page must not be called in between.
+func (m *Map) DeferOrder() { m.unordered = true }
+
+// SortOrder builds the order from scratch, and keeps it from then on. It
+// sorts the slots by their ids' first 8 bytes, held beside them, with a radix
+// sort, then compares whole ids only where those bytes tie. Inserting one by
+// one costs 30 times as much, and a comparison sort 8 times.
+func (m *Map) SortOrder() {
+	keys := make([]prefixedSlot, 0, m.Len())
 	for n, sl := range m.slots {
 		if sl.class != 0 {
 			var p [8]byte
@@ -205,7 +209,7 @@ func radixSort(keys []prefixedSlot) []prefixedSlot {
 
 // seek returns where id is, or would go, in order: the run and the place in
 // it. An id after every id goes at the end of the last run.
-func (m *arenaMap) seek(id string) (run, at int) {
+func (m *Map) seek(id string) (run, at int) {
 	if len(m.order) == 0 {
 		return 0, 0
 	}
@@ -218,15 +222,15 @@ func (m *arenaMap) seek(id string) (run, at int) {
 }
 
 // id returns the id in slot n.
-func (m *arenaMap) id(n uint32) []byte {
+func (m *Map) id(n uint32) []byte {
 	return m.entry(m.slots[n])[:m.slots[n].idLen]
 }
 
-// page calls fn with the ids and items that sort after after, in order, at
+// Page calls fn with the ids and items that sort after after, in order, at
 // most limit of them. The id and item are valid only during the call. If
 // more follow, it returns the last id it gave fn, valid until the next
 // change; else nil.
-func (m *arenaMap) page(after string, limit int, fn func(id, it []byte)) (last []byte) {
+func (m *Map) Page(after string, limit int, fn func(id, it []byte)) (last []byte) {
 	run, at := m.seek(after)
 	if run < len(m.order) && at < len(m.order[run]) && string(m.id(m.order[run][at])) == after {
 		at++
@@ -245,12 +249,13 @@ func (m *arenaMap) page(after string, limit int, fn func(id, it []byte)) (last [
 	return nil
 }
 
-// delete removes the item stored under id, if there is one.
-func (m *arenaMap) delete(id string) {
+// Delete removes the item stored under id, and reports whether there was
+// one.
+func (m *Map) Delete(id string) (found bool) {
 	h := m.hash(id)
 	n, found := m.find(id, h)
 	if !found {
-		return
+		return false
 	}
 	if i, ok := m.index[h]; ok && i == n {
 		delete(m.index, h)
@@ -267,10 +272,11 @@ func (m *arenaMap) delete(id string) {
 	m.arena.release(m.slots[n].block, m.slots[n].class)
 	m.slots[n] = slot{}
 	m.free = append(m.free, n)
+	return true
 }
 
 // find returns the slot of id, whose hash is h, and whether there is one.
-func (m *arenaMap) find(id string, h uint64) (uint32, bool) {
+func (m *Map) find(id string, h uint64) (uint32, bool) {
 	if n, ok := m.index[h]; ok && string(m.id(n)) == id {
 		return n, true
 	}
@@ -280,7 +286,7 @@ func (m *arenaMap) find(id string, h uint64) (uint32, bool) {
 
 // write stores id and it in slot n: in place if they need a block of the
 // class the slot has, else in a new block, freeing the old one.
-func (m *arenaMap) write(n uint32, id string, it []byte) {
+func (m *Map) write(n uint32, id string, it []byte) {
 	sl := &m.slots[n]
 	size := len(id) + len(it)
 	if class := sizeClass(size); class != sl.class || class == bigClass {
@@ -296,7 +302,7 @@ func (m *arenaMap) write(n uint32, id string, it []byte) {
 }
 
 // entry returns the id and item of sl, back to back.
-func (m *arenaMap) entry(sl slot) []byte {
+func (m *Map) entry(sl slot) []byte {
 	chunk := m.arena.chunks[sl.block>>32]
 	if sl.class == bigClass {
 		return chunk
