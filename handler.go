@@ -16,6 +16,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"itemsvc/internal/docs"
 	"itemsvc/internal/itemjson"
 )
 
@@ -25,26 +26,31 @@ type route struct {
 	handler http.Handler
 }
 
-// routes lists the whole API, and the docs pages unless docs is nil.
+// routes lists the whole API, and the docs pages unless pages is nil.
 // NewServer adds the 405 and 404 answers.
-func routes(store *Store, maxBody int64, docs *docsAssets) []route {
-	return append([]route{
+func routes(store *Store, maxBody int64, pages *docs.Assets) []route {
+	rts := []route{
 		{"GET /items", handleList(store)},
 		{"GET /items/{id}", handleGet(store)},
 		{"PUT /items/{id}", handlePut(store, maxBody)},
 		{"DELETE /items/{id}", handleDelete(store)},
 		{"GET /healthz", serveJSON([]byte(`{"status":"ok"}`))}, // not the store: it cannot fail alone
 		{"GET /openapi.json", serveJSON(openAPIDoc)},
-	}, docsRoutes(docs)...)
+	}
+	if pages != nil {
+		swagger, redoc := pages.Pages()
+		rts = append(rts, route{"GET /docs", swagger}, route{"GET /redoc", redoc})
+	}
+	return rts
 }
 
 // NewServer returns the service's HTTP handler: the routes, a JSON 405 with
 // an Allow header for the other methods on their paths (the mux's own is
 // plain text), a JSON 404 for every other path, and the middleware.
-func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool, docs *docsAssets) http.Handler {
+func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool, pages *docs.Assets) http.Handler {
 	mux := http.NewServeMux()
 	allow := map[string][]string{} // path → the methods it serves
-	for _, rt := range routes(store, maxBody, docs) {
+	for _, rt := range routes(store, maxBody, pages) {
 		mux.Handle(rt.pattern, rt.handler)
 		method, path, _ := strings.Cut(rt.pattern, " ")
 		if method == http.MethodGet {

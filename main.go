@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"itemsvc/internal/docs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -71,7 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	data := flags.String("data", getenv("DATA"), "keep the items in this file, not only in memory; $DATA sets the default")
 	accessLog := flags.Bool("access-log", true, "log one line per request")
 	logFormat := flags.String("log-format", "text", "log format: text or json")
-	docs := flags.Bool("docs", true, "serve Swagger UI at /docs and ReDoc at /redoc")
+	docsOn := flags.Bool("docs", true, "serve Swagger UI at /docs and ReDoc at /redoc")
 	docsBase := flags.String("docs-assets", "", "load the docs pages' JavaScript and CSS from this URL, not FastAPI's CDN: it holds swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js")
 	if err := flags.Parse(args); err != nil {
 		return err
@@ -90,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("-log-format must be text or json, got %q", *logFormat)
 	}
 	logger := slog.New(logHandler)
-	assets, err := docsAssetsFor(*docs, *docsBase)
+	pages, err := docs.AssetsFor(*docsOn, *docsBase)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return errors.Join(err, store.Close())
 	}
-	srv := newHTTPServer(NewServer(store, logger, *maxBody, *accessLog, assets), logger)
+	srv := newHTTPServer(NewServer(store, logger, *maxBody, *accessLog, pages), logger)
 	return errors.Join(serve(ctx, srv, ln, logger), store.Close())
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"itemsvc/internal/docs"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -76,7 +77,8 @@ func (d openAPI) notAllowed(path string) map[string]any {
 func TestOpenAPIRoutes(t *testing.T) {
 	undocumented := map[string]bool{"GET /docs": true, "GET /redoc": true}
 	served := map[string]bool{} // "METHOD /path"
-	for _, rt := range routes(NewStore(false), 1, &cdnAssets) {
+	cdn, _ := docs.AssetsFor(true, "")
+	for _, rt := range routes(NewStore(false), 1, cdn) {
 		served[rt.pattern] = true
 	}
 	for pattern := range undocumented {
@@ -333,11 +335,11 @@ func TestDocsInBrowser(t *testing.T) {
 	}
 	assets := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	defer assets.Close()
-	docs, err := docsAssetsFor(true, assets.URL)
+	pages, err := docs.AssetsFor(true, assets.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, docs))
+	srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages))
 	tests := []struct {
 		name, page string
 		wants      []string // in the page as rendered
@@ -402,11 +404,11 @@ func TestDocsPages(t *testing.T) {
 		{"", "https://cdn.jsdelivr.net"},
 		{"http://assets.example:8080/static/", "http://assets.example:8080"},
 	} {
-		docs, err := docsAssetsFor(true, tt.base)
+		pages, err := docs.AssetsFor(true, tt.base)
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, docs))
+		srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages))
 		for _, path := range []string{"/docs", "/redoc"} {
 			_, page := do(t, srv, req{"GET", path, "", nil})
 			for _, method := range []string{"GET", "HEAD"} {
@@ -453,31 +455,6 @@ func checkSources(t *testing.T, csp, origin, page string) {
 	for hash := range hashes {
 		if !strings.Contains(csp, hash) {
 			t.Errorf("the policy blocks the page's inline script %s: %s", hash, csp)
-		}
-	}
-}
-
-// TestDocsAssetsFor checks how -docs and -docs-assets choose the assets.
-func TestDocsAssetsFor(t *testing.T) {
-	self := &docsAssets{"http://assets.example", "http://assets.example/s%22/swagger-ui-bundle.js",
-		"http://assets.example/s%22/swagger-ui.css", "http://assets.example/s%22/redoc.standalone.js"}
-	tests := []struct {
-		on   bool
-		base string
-		want *docsAssets // nil for off, or on an error
-		err  bool
-	}{
-		{true, "", &cdnAssets, false},
-		{false, "", nil, false},
-		{true, `http://assets.example/s"/`, self, false},
-		{false, "http://assets.example/", nil, false},
-		{true, "assets.example/static", nil, true},
-		{false, "ftp://assets.example/", nil, true},
-	}
-	for _, tt := range tests {
-		got, err := docsAssetsFor(tt.on, tt.base)
-		if (err != nil) != tt.err || (got == nil) != (tt.want == nil) || got != nil && *got != *tt.want {
-			t.Errorf("docsAssetsFor(%v, %q) = %+v, %v; want %+v, error %v", tt.on, tt.base, got, err, tt.want, tt.err)
 		}
 	}
 }
