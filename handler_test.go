@@ -1,19 +1,32 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"math/big"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"itemsvc/internal/docs"
 	"itemsvc/internal/itemjson"
 )
 
@@ -550,4 +563,939 @@ func TestDecodingErrors(t *testing.T) {
 		{name: "body a string", req: req{"PUT", "/items/foo", `"x"`, jsonCT}, status: 422, problems: notObject},
 		{name: "body a number", req: req{"PUT", "/items/foo", `6`, jsonCT}, status: 422, problems: notObject},
 	})
+}
+
+// fooTag is the entity tag of the seeded item foo.
+var fooTag = entityTag([]byte(seedItems["foo"]))
+
+// cond returns request headers with "{foo}" standing for foo's tag.
+func cond(kv ...string) map[string]string {
+	h := map[string]string{"Content-Type": "application/json"}
+	for i := 0; i < len(kv); i += 2 {
+		h[kv[i]] = strings.ReplaceAll(kv[i+1], "{foo}", fooTag)
+	}
+	return h
+}
+
+func TestConditionalRequests(t *testing.T) {
+	x, stored := `{"name":"x"}`, `{"name":"x","size":null}`
+	failed, notFound := detail("Precondition Failed"), detail("Not Found")
+	malformed := func(name string) string {
+		return detail("Malformed " + name + " header: send * or a list of quoted entity tags")
+	}
+	checkContract(t, []contractCase{
+		{name: "create-only on a new id", req: req{"PUT", "/items/new", x, cond("If-None-Match", "*")}, status: 201, body: stored},
+		{name: "create-only on an existing id", req: req{"PUT", "/items/foo", x, cond("If-None-Match", "*")}, status: 412, body: failed},
+		{name: "update-only on an existing id", req: req{"PUT", "/items/foo", x, cond("If-Match", "*")}, status: 200, body: stored},
+		{name: "update-only on a new id", req: req{"PUT", "/items/new", x, cond("If-Match", "*")}, status: 412, body: failed},
+		{name: "If-Match current tag", req: req{"PUT", "/items/foo", x, cond("If-Match", "{foo}")}, status: 200, body: stored},
+		{name: "If-Match stale tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"stale"`)}, status: 412, body: failed},
+		{name: "If-Match list holding the tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"a", {foo} ,"b"`)}, status: 200, body: stored},
+		{name: "If-Match list of empty elements", req: req{"PUT", "/items/foo", x, cond("If-Match", ` , ,`)}, status: 412, body: failed},
+		{name: "If-Match weak tag never matches", req: req{"PUT", "/items/foo", x, cond("If-Match", "W/{foo}")}, status: 412, body: failed},
+		{name: "If-Match tag of a missing item", req: req{"PUT", "/items/new", x, cond("If-Match", "{foo}")}, status: 412, body: failed},
+		{name: "If-None-Match current tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", "{foo}")}, status: 412, body: failed},
+		{name: "If-None-Match weak form of current tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", "W/{foo}")}, status: 412, body: failed},
+		{name: "If-None-Match other tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", `"other"`)}, status: 200, body: stored},
+		{name: "If-Match passes, If-None-Match fails", req: req{"PUT", "/items/foo", x, cond("If-Match", "{foo}", "If-None-Match", "{foo}")}, status: 412, body: failed},
+		{name: "failed precondition wins over a bad body", req: req{"PUT", "/items/foo", `{"size":"x"}`, cond("If-Match", `"stale"`)}, status: 412, body: failed},
+		{name: "bad body with a passing precondition", req: req{"PUT", "/items/foo", `{"size":"x"}`, cond("If-Match", "{foo}")},
+			status: 422, problems: []problem{{"int_type", []any{"body", "size"}}}},
+		{name: "unquoted tag", req: req{"PUT", "/items/foo", x, cond("If-Match", "abc")}, status: 400, body: malformed("If-Match")},
+		{name: "junk after a tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"a" b`)}, status: 400, body: malformed("If-Match")},
+		{name: "unterminated tag", req: req{"PUT", "/items/foo", x, cond("If-None-Match", `"a`)}, status: 400, body: malformed("If-None-Match")},
+		{name: "star in a list", req: req{"PUT", "/items/foo", x, cond("If-None-Match", `*, "a"`)}, status: 400, body: malformed("If-None-Match")},
+		{name: "space inside a tag", req: req{"PUT", "/items/foo", x, cond("If-Match", `"a b"`)}, status: 400, body: malformed("If-Match")},
+		{name: "DELETE If-Match current tag", req: req{"DELETE", "/items/foo", "", cond("If-Match", "{foo}")}, status: 204},
+		{name: "DELETE If-Match star", req: req{"DELETE", "/items/foo", "", cond("If-Match", "*")}, status: 204},
+		{name: "DELETE If-Match stale tag", req: req{"DELETE", "/items/foo", "", cond("If-Match", `"stale"`)}, status: 412, body: failed},
+		{name: "DELETE missing item ignores conditions", req: req{"DELETE", "/items/new", "", cond("If-Match", "*")}, status: 404, body: notFound},
+		{name: "DELETE malformed If-Match", req: req{"DELETE", "/items/foo", "", cond("If-Match", "W/")}, status: 400, body: malformed("If-Match")},
+		{name: "GET If-None-Match current tag", req: req{"GET", "/items/foo", "", cond("If-None-Match", "{foo}")}, status: 304},
+		{name: "GET If-None-Match weak form", req: req{"GET", "/items/foo", "", cond("If-None-Match", "W/{foo}")}, status: 304},
+		{name: "GET If-None-Match star", req: req{"GET", "/items/foo", "", cond("If-None-Match", "*")}, status: 304},
+		{name: "GET If-None-Match other tag", req: req{"GET", "/items/foo", "", cond("If-None-Match", `"other"`)}, status: 200, body: seeded["foo"]},
+		{name: "GET If-Match stale tag", req: req{"GET", "/items/foo", "", cond("If-Match", `"stale"`)}, status: 412, body: failed},
+		{name: "GET missing item ignores conditions", req: req{"GET", "/items/new", "", cond("If-None-Match", "*")}, status: 404, body: notFound},
+		{name: "GET malformed If-None-Match", req: req{"GET", "/items/foo", "", cond("If-None-Match", "{foo}x")}, status: 400, body: malformed("If-None-Match")},
+		{name: "HEAD If-None-Match current tag", req: req{"HEAD", "/items/foo", "", cond("If-None-Match", "{foo}")}, status: 304},
+	})
+}
+
+// TestETag checks what the entity tag is tied to: the item's stored
+// representation, and nothing else.
+func TestETag(t *testing.T) {
+	srv := newTestServer(t, nil)
+	tagOf := func(method string) string {
+		t.Helper()
+		resp, _ := do(t, srv, req{method, "/items/foo", "", nil})
+		tag := resp.Header.Get("ETag")
+		if _, ok := matchTag(tag, tag, false); !ok || strings.HasPrefix(tag, "W/") {
+			t.Fatalf("%s /items/foo: ETag %q is not a strong entity tag", method, tag)
+		}
+		return tag
+	}
+	put := func(body string) {
+		t.Helper()
+		if resp, _ := do(t, srv, req{"PUT", "/items/foo", body, jsonCT}); resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != "" {
+			t.Fatalf("PUT /items/foo %s: status %d, ETag %q; want 200 and no ETag", body, resp.StatusCode, resp.Header.Get("ETag"))
+		}
+	}
+	first := tagOf("GET")
+	if first != fooTag {
+		t.Errorf("ETag of foo = %s, want %s", first, fooTag)
+	}
+	put(`{"name":"Fighters","size":7}`)
+	if changed := tagOf("GET"); changed == first {
+		t.Errorf("ETag stayed %s after foo changed", changed)
+	}
+	put(` { "size" : 6, "name" : "Fighters" } `)
+	for _, method := range []string{"GET", "HEAD"} {
+		if back := tagOf(method); back != first {
+			t.Errorf("%s: ETag = %s after foo got its first representation back, want %s", method, back, first)
+		}
+	}
+}
+
+// TestRaces has many clients PUT one new id at the same moment: exactly one
+// creates it, whatever the others get.
+func TestRaces(t *testing.T) {
+	const clients = 50
+	tests := []struct {
+		name       string
+		header     map[string]string
+		wantOthers int
+	}{
+		{"plain PUTs", jsonCT, http.StatusOK},
+		{"create-only PUTs", cond("If-None-Match", "*"), http.StatusPreconditionFailed},
+	}
+	for _, kind := range storeKinds {
+		for _, tt := range tests {
+			t.Run(kind.name+"/"+tt.name, func(t *testing.T) {
+				srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil))
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				var mu sync.Mutex // guards counts
+				counts := map[int]int{}
+				for i := range clients {
+					wg.Go(func() {
+						<-start
+						resp, _, err := send(srv, req{"PUT", "/items/race", `{"size":` + strconv.Itoa(i) + `}`, tt.header})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						counts[resp.StatusCode]++
+						mu.Unlock()
+					})
+				}
+				close(start)
+				wg.Wait()
+				if want := map[int]int{http.StatusCreated: 1, tt.wantOthers: clients - 1}; !maps.Equal(counts, want) {
+					t.Errorf("%d concurrent %s of one new id: statuses %v, want %v", clients, tt.name, counts, want)
+				}
+				if resp, _ := do(t, srv, req{"GET", "/items/race", "", nil}); resp.StatusCode != http.StatusOK {
+					t.Errorf("GET /items/race after the race: status %d, want 200", resp.StatusCode)
+				}
+			})
+		}
+	}
+}
+
+// TestNoLostUpdates has many clients increment one item's size by
+// read-modify-write with If-Match, retrying on 412: every increment counts.
+func TestNoLostUpdates(t *testing.T) {
+	for _, kind := range storeKinds {
+		t.Run(kind.name, func(t *testing.T) {
+			srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil))
+			const clients, increments = 8, 25
+			var wg sync.WaitGroup
+			for range clients {
+				wg.Go(func() {
+					for range increments {
+						if err := increment(srv); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			want := `{"name":"Fighters","size":` + strconv.Itoa(6+clients*increments) + `}`
+			if _, got := do(t, srv, req{"GET", "/items/foo", "", nil}); got != want {
+				t.Errorf("after %d×%d conditional increments: foo = %s, want %s", clients, increments, got, want)
+			}
+		})
+	}
+}
+
+// increment adds one to the size of foo, retrying until its If-Match write
+// wins.
+func increment(srv *httptest.Server) error {
+	for {
+		resp, body, err := send(srv, req{"GET", "/items/foo", "", nil})
+		var it struct {
+			Name string
+			Size int
+		}
+		if err == nil {
+			err = json.Unmarshal([]byte(body), &it)
+		}
+		if err != nil {
+			return err
+		}
+		newBody, _ := json.Marshal(map[string]any{"name": it.Name, "size": it.Size + 1})
+		resp, _, err = send(srv, req{"PUT", "/items/foo", string(newBody), cond("If-Match", resp.Header.Get("ETag"))})
+		switch {
+		case err != nil:
+			return err
+		case resp.StatusCode == http.StatusOK:
+			return nil
+		case resp.StatusCode != http.StatusPreconditionFailed: // on 412 someone else wrote first: read again
+			return fmt.Errorf("PUT /items/foo: status %s", resp.Status)
+		}
+	}
+}
+
+func TestMatchTag(t *testing.T) {
+	tests := []struct {
+		field, tag        string
+		weak, matched, ok bool
+	}{
+		{`"a"`, `"a"`, false, true, true},
+		{`"a"`, `"b"`, false, false, true},
+		{`W/"a"`, `"a"`, false, false, true},
+		{`W/"a"`, `"a"`, true, true, true},
+		{`"x", "a"`, `"a"`, false, true, true},
+		{` ,"x",,	"a" , `, `"a"`, false, true, true},
+		{`""`, `""`, false, true, true},
+		{`"a,b"`, `"a,b"`, false, true, true},
+		{"\"\x80\xff\"", "\"\x80\xff\"", false, true, true},
+		{``, `"a"`, false, false, true},
+		{`a`, ``, false, false, false},
+		{`"a`, ``, false, false, false},
+		{`"a" "b"`, ``, false, false, false},
+		{`"a b"`, ``, false, false, false},
+		{`w/"a"`, ``, false, false, false},
+		{`W/`, ``, false, false, false},
+		{`*`, ``, false, false, false},
+		{"\"a\x7f\"", ``, false, false, false},
+	}
+	for _, tt := range tests {
+		if matched, ok := matchTag(tt.field, tt.tag, tt.weak); matched != tt.matched || ok != tt.ok {
+			t.Errorf("matchTag(%q, %q, weak=%v) = %v, %v; want %v, %v", tt.field, tt.tag, tt.weak, matched, ok, tt.matched, tt.ok)
+		}
+	}
+}
+
+// TestSameNewIDTwice checks the upsert's two answers in sequence, and that
+// the second write is the one stored.
+func TestSameNewIDTwice(t *testing.T) {
+	srv := newTestServer(t, nil)
+	for i, want := range []int{http.StatusCreated, http.StatusOK} {
+		if resp, body := do(t, srv, req{"PUT", "/items/twice", `{"size":` + strconv.Itoa(i) + `}`, jsonCT}); resp.StatusCode != want {
+			t.Errorf("PUT /items/twice #%d: status = %d, want %d (body %s)", i+1, resp.StatusCode, want, body)
+		}
+	}
+	if _, body := do(t, srv, req{"GET", "/items/twice", "", nil}); body != `{"name":null,"size":1}` {
+		t.Errorf("GET /items/twice = %s, want the second write", body)
+	}
+}
+
+// pagedStore returns a server on a store of the given ids, each holding
+// {"name":null,"size":1}.
+func pagedStore(t *testing.T, ids ...string) *httptest.Server {
+	s := NewStore(false)
+	for _, id := range ids {
+		s.Put(id, []byte("null1"), nil)
+	}
+	return newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
+}
+
+// walk follows GET /items's Links from path and returns the ids it sees, in
+// the order seen.
+func walk(t *testing.T, srv *httptest.Server, path string) (ids []string) {
+	t.Helper()
+	for path != "" {
+		resp, body := do(t, srv, req{"GET", path, "", nil})
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.Token() // {
+		for dec.More() {
+			id, _ := dec.Token()
+			var it json.RawMessage
+			if err := dec.Decode(&it); err != nil {
+				t.Fatalf("GET %s: %v in %s", path, err, body)
+			}
+			ids = append(ids, id.(string))
+		}
+		next := nextPage(resp)
+		if next == path {
+			t.Fatalf("GET %s links to itself", path)
+		}
+		path = next
+	}
+	return ids
+}
+
+// nextPage returns the path that resp's Link gives for the next page, or "".
+func nextPage(resp *http.Response) string {
+	next, _, _ := strings.Cut(strings.TrimPrefix(resp.Header.Get("Link"), "<"), `>; rel="next"`)
+	return next
+}
+
+// TestPages checks GET /items's limit, after and Link on the ids a to e.
+func TestPages(t *testing.T) {
+	srv := pagedStore(t, "a", "b", "c", "d", "e")
+	next := func(limit, after string) string {
+		return "</items?limit=" + limit + "&after=" + after + `>; rel="next"`
+	}
+	tests := []struct {
+		query, ids, link string
+	}{
+		{"", "a b c d e", ""},
+		{"?limit=2", "a b", next("2", "b")},
+		{"?limit=2&after=b", "c d", next("2", "d")},
+		{"?limit=2&after=d", "e", ""},
+		{"?limit=5", "a b c d e", ""},
+		{"?after=bb", "c d e", ""},
+		{"?after=0", "a b c d e", ""},
+		{"?after=z", "", ""},
+		{"?limit=1&limit=3&after=a", "b c d", next("3", "d")},
+		{"?limit=+1&sort=desc", "a", next("1", "a")},
+		{"?limit=10000&after=%C3%A9", "", ""},
+	}
+	for _, tt := range tests {
+		for _, method := range []string{"GET", "HEAD"} {
+			resp, body := do(t, srv, req{method, "/items" + tt.query, "", nil})
+			if link := resp.Header.Get("Link"); resp.StatusCode != 200 || link != tt.link {
+				t.Errorf("%s /items%s: %d with Link %q, want 200 with %q", method, tt.query, resp.StatusCode, link, tt.link)
+			}
+			if method == "GET" {
+				if got := strings.Join(walk(t, srv, "/items"+tt.query)[:strings.Count(body, `":{"name"`)], " "); got != tt.ids {
+					t.Errorf("GET /items%s: ids %q, want %q", tt.query, got, tt.ids)
+				}
+			}
+		}
+	}
+	limit := func(typ string) []problem { return []problem{{typ, []any{"query", "limit"}}} }
+	after := func(typ string) []problem { return []problem{{typ, []any{"query", "after"}}} }
+	checkContractOn(t, func(*testing.T) *Store { return NewStore(true) }, []contractCase{
+		{name: "limit not a number", req: req{"GET", "/items?limit=ten", "", nil}, status: 422, problems: limit("int_parsing")},
+		{name: "limit a fraction", req: req{"GET", "/items?limit=1.5", "", nil}, status: 422, problems: limit("int_parsing")},
+		{name: "limit empty", req: req{"GET", "/items?limit=", "", nil}, status: 422, problems: limit("int_parsing")},
+		{name: "limit 0", req: req{"GET", "/items?limit=0", "", nil}, status: 422, problems: limit("greater_than_equal")},
+		{name: "limit over the maximum", req: req{"GET", "/items?limit=10001", "", nil}, status: 422, problems: limit("less_than_equal")},
+		{name: "a bad last of repeated limits", req: req{"GET", "/items?limit=5&limit=-1", "", nil}, status: 422, problems: limit("greater_than_equal")},
+		{name: "after empty", req: req{"GET", "/items?after=", "", nil}, status: 422, problems: after("string_too_short")},
+		{name: "after with a slash", req: req{"GET", "/items?after=a%2Fb", "", nil}, status: 422, problems: after("string_pattern_mismatch")},
+		{name: "after not UTF-8", req: req{"GET", "/items?after=%FF", "", nil}, status: 422, problems: after("string_unicode")},
+		{name: "after too long", req: req{"GET", "/items?after=" + strings.Repeat("i", maxIDLen+1), "", nil}, status: 422, problems: after("string_too_long")},
+		{name: "both bad", req: req{"GET", "/items?limit=0&after=", "", nil}, status: 422,
+			problems: []problem{{"greater_than_equal", []any{"query", "limit"}}, {"string_too_short", []any{"query", "after"}}}},
+	})
+}
+
+// TestWalkYieldsSortedIDs follows the Links through random stores with
+// random limits: the walk yields every id once, in byte order.
+func TestWalkYieldsSortedIDs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20 {
+		ids := map[string]bool{}
+		for range rng.IntN(3 * 1024) { // up to three of the order's runs
+			ids[string([]rune{rune('a' + rng.IntN(3)), []rune("é&+ =%z")[rng.IntN(7)], rune('0' + rng.IntN(10))})+fmt.Sprint(rng.IntN(100))] = true
+		}
+		want := slices.Sorted(maps.Keys(ids))
+		limit := 1 + rng.IntN(50)
+		if got := walk(t, pagedStore(t, want...), fmt.Sprint("/items?limit=", limit)); !slices.Equal(got, want) {
+			t.Fatalf("walk of %d ids in pages of %d: %d ids, or not in order", len(want), limit, len(got))
+		}
+	}
+}
+
+// TestWalkUnderChurn walks in small pages while writers create and delete
+// other ids: every id there throughout is seen exactly once, in order.
+func TestWalkUnderChurn(t *testing.T) {
+	var stay []string
+	for i := range 2000 {
+		stay = append(stay, fmt.Sprintf("s%04d", i))
+	}
+	srv := pagedStore(t, stay...)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				id := fmt.Sprintf("s%04d-%d-%d", i%2000, w, i)
+				send(srv, req{"PUT", "/items/" + id, `{}`, jsonCT})
+				send(srv, req{"DELETE", "/items/" + id, "", nil})
+			}
+		})
+	}
+	seen := walk(t, srv, "/items?limit=7")
+	close(done)
+	wg.Wait()
+	if !slices.IsSorted(seen) {
+		t.Errorf("the walk's ids are not in order")
+	}
+	var kept []string
+	for _, id := range seen {
+		if !strings.Contains(id, "-") {
+			kept = append(kept, id)
+		}
+	}
+	if !slices.Equal(kept, stay) {
+		t.Errorf("the walk saw %d of the %d ids there throughout, or saw one twice", len(kept), len(stay))
+	}
+}
+
+// bigStore returns a store of n items, k0000000 on, each `"Fighters"6`.
+func bigStore(n int) *Store {
+	s := NewStore(false)
+	for i := range n {
+		s.Put(fmt.Sprintf("k%07d", i), []byte(`"Fighters"6`), nil)
+	}
+	return s
+}
+
+// BenchmarkListPage serves a page of 1,000 from a store of 1,000,000, after
+// a random id.
+func BenchmarkListPage(b *testing.B) {
+	h := NewServer(bigStore(1000000), quiet, 1<<20, false, nil)
+	w := &discardWriter{header: http.Header{}}
+	r, _ := http.NewRequest("GET", "http://bench/items", nil)
+	rng := rand.New(rand.NewPCG(5, 6))
+	b.ReportAllocs()
+	for b.Loop() {
+		r.URL.RawQuery = fmt.Sprintf("limit=1000&after=k%07d", rng.IntN(998000))
+		clear(w.header)
+		if h.ServeHTTP(w, r); w.status != http.StatusOK || w.header.Get("Link") == "" {
+			b.Fatalf("GET /items?%s: %d, Link %q", r.URL.RawQuery, w.status, w.header.Get("Link"))
+		}
+	}
+}
+
+// BenchmarkWalks reports, on a store of 1,000,000 items over HTTP, the
+// seconds of a full walk in pages of 1,000 by one client; then, while 8
+// clients walk, the 99th percentile and longest waits of a PUT, and of a
+// GET /healthz as a control that touches no store; and the growth of the
+// server's RSS. The server runs in this process, unless WALK_URL and
+// WALK_PID give one already filled: bench/load.sh pages.
+func BenchmarkWalks(b *testing.B) {
+	url, pid := os.Getenv("WALK_URL"), os.Getenv("WALK_PID")
+	if url == "" {
+		srv := httptest.NewServer(NewServer(bigStore(1000000), quiet, 1<<20, false, nil))
+		defer srv.Close()
+		url, pid = srv.URL, "self"
+	}
+	get := func(path string) *http.Response {
+		resp, err := http.Get(url + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	walkAll := func() {
+		for next := "/items?limit=1000"; next != ""; {
+			next = nextPage(get(next))
+		}
+	}
+	for b.Loop() {
+		start := time.Now()
+		walkAll()
+		b.ReportMetric(time.Since(start).Seconds(), "walk-s")
+		rssBefore := rss(pid)
+		done := make(chan struct{})
+		var walkers sync.WaitGroup
+		for range 8 {
+			walkers.Go(walkAll)
+		}
+		go func() { walkers.Wait(); close(done) }()
+		waits := map[string][]time.Duration{} // by probe: a PUT, and /healthz as a control
+		maxRSS := rssBefore
+	probing:
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				break probing
+			default:
+			}
+			for name, probe := range map[string]func() (*http.Response, error){
+				"put": func() (*http.Response, error) {
+					r, _ := http.NewRequest("PUT", url+"/items/probe"+strconv.Itoa(i%1000), strings.NewReader(`{"name":"p","size":1}`))
+					r.Header.Set("Content-Type", "application/json")
+					return http.DefaultClient.Do(r)
+				},
+				"healthz": func() (*http.Response, error) { return http.Get(url + "/healthz") },
+			} {
+				start := time.Now()
+				resp, err := probe()
+				if err != nil || resp.StatusCode > 201 {
+					b.Fatalf("%s: %v %v", name, resp, err)
+				}
+				resp.Body.Close()
+				waits[name] = append(waits[name], time.Since(start))
+			}
+			maxRSS = max(maxRSS, rss(pid))
+		}
+		for name, w := range waits {
+			slices.Sort(w)
+			b.ReportMetric(float64(w[len(w)*99/100].Microseconds())/1000, name+"-p99-ms")
+			b.ReportMetric(float64(w[len(w)-1].Microseconds())/1000, name+"-max-ms")
+		}
+		b.ReportMetric(100*float64(maxRSS-rssBefore)/float64(rssBefore), "rss-growth-%")
+	}
+}
+
+// rss returns the resident set size of process pid ("self" for this one),
+// in kB.
+func rss(pid string) int {
+	status, _ := os.ReadFile("/proc/" + pid + "/status")
+	_, rest, _ := strings.Cut(string(status), "VmRSS:")
+	n, _ := strconv.Atoi(strings.Fields(rest)[0])
+	return n
+}
+
+// openAPI is the parsed document, with numbers kept as written.
+type openAPI map[string]any
+
+func loadOpenAPI(t *testing.T) openAPI {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(openAPIDoc))
+	dec.UseNumber()
+	var doc openAPI
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	return doc
+}
+
+// resolve follows a local $ref, if v is one.
+func (d openAPI) resolve(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	ref, ok := m["$ref"].(string)
+	if !ok {
+		return m
+	}
+	var cur any = map[string]any(d)
+	for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+		cur = cur.(map[string]any)[part]
+	}
+	return d.resolve(cur)
+}
+
+// operations returns the document's path → method → operation.
+func (d openAPI) operations() map[string]map[string]map[string]any {
+	ops := map[string]map[string]map[string]any{}
+	for path, item := range d["paths"].(map[string]any) {
+		ops[path] = map[string]map[string]any{}
+		for method, op := range item.(map[string]any) {
+			if method != "parameters" && !strings.HasPrefix(method, "x-") {
+				ops[path][strings.ToUpper(method)] = op.(map[string]any)
+			}
+		}
+	}
+	return ops
+}
+
+// notAllowed returns a path's x-method-not-allowed: its 405 answer.
+func (d openAPI) notAllowed(path string) map[string]any {
+	item := d["paths"].(map[string]any)[path].(map[string]any)
+	return orEmpty(item["x-method-not-allowed"])
+}
+
+// TestOpenAPIRoutes checks that every route is in the document and every
+// documented operation is served, and that each path documents the 405 that
+// its other methods get. The docs pages are the exceptions: as in FastAPI,
+// they are not part of the API.
+func TestOpenAPIRoutes(t *testing.T) {
+	undocumented := map[string]bool{"GET /docs": true, "GET /redoc": true}
+	served := map[string]bool{} // "METHOD /path"
+	cdn, _ := docs.AssetsFor(true, "")
+	for _, rt := range routes(NewStore(false), 1, cdn) {
+		served[rt.pattern] = true
+	}
+	for pattern := range undocumented {
+		if !served[pattern] {
+			t.Errorf("no route serves %q, an exception here", pattern)
+		}
+		delete(served, pattern)
+	}
+	doc := loadOpenAPI(t)
+	ops := doc.operations()
+	for pattern := range served {
+		method, path, _ := strings.Cut(pattern, " ")
+		if ops[path][method] == nil {
+			t.Errorf("route %q: openapi.json has no %s %s", pattern, method, path)
+		}
+	}
+	for path, methods := range ops {
+		for method := range methods {
+			if !served[method+" "+path] && !(method == "HEAD" && served["GET "+path]) { // the mux serves HEAD with GET
+				t.Errorf("openapi.json documents %s %s, which no route serves", method, path)
+			}
+		}
+		if len(doc.notAllowed(path)) == 0 {
+			t.Errorf("openapi.json does not document the 405 answers of %s", path)
+		}
+	}
+}
+
+// example is one documented request and the answer it must get.
+type example struct {
+	name     string
+	req      req
+	docPath  string // the path as documented, with {id}
+	status   int
+	response map[string]any // the documented answer
+}
+
+// examples collects the document's examples, each with x-status and
+// optionally x-id, x-query and x-headers: request-body examples, an operation's
+// x-examples (with the body as text in x-body), and each path's
+// x-method-not-allowed examples (with the method in x-method).
+func (d openAPI) examples(t *testing.T) []example {
+	var out []example
+	add := func(path, method, name string, ex map[string]any, body []byte, responses map[string]any) {
+		e := example{name: method + " " + path + " " + name, req: req{method, path, string(body), map[string]string{}}, docPath: path}
+		if id, ok := ex["x-id"].(string); ok {
+			e.req.path = strings.ReplaceAll(path, "{id}", id)
+		}
+		if query, ok := ex["x-query"].(string); ok {
+			e.req.path += "?" + query
+		}
+		status, err := strconv.Atoi(fmt.Sprint(ex["x-status"]))
+		if err != nil {
+			t.Fatalf("example %s: x-status %v", e.name, ex["x-status"])
+		}
+		e.status, e.response = status, d.resolve(responses[strconv.Itoa(status)])
+		if body != nil {
+			e.req.header["Content-Type"] = "application/json"
+		}
+		for k, v := range orEmpty(ex["x-headers"]) {
+			e.req.header[k] = v.(string)
+		}
+		out = append(out, e)
+	}
+	for path, methods := range d.operations() {
+		for method, op := range methods {
+			responses := op["responses"].(map[string]any)
+			if rb, ok := op["requestBody"].(map[string]any); ok {
+				media := rb["content"].(map[string]any)["application/json"].(map[string]any)
+				for name, ex := range media["examples"].(map[string]any) {
+					ex := ex.(map[string]any)
+					body, _ := json.Marshal(ex["value"])
+					add(path, method, name, ex, body, responses)
+				}
+			}
+			for name, ex := range orEmpty(op["x-examples"]) {
+				ex := ex.(map[string]any)
+				var body []byte
+				if text, ok := ex["x-body"].(string); ok {
+					body = []byte(text)
+				}
+				add(path, method, name, ex, body, responses)
+			}
+		}
+		na := d.notAllowed(path)
+		for name, ex := range orEmpty(na["examples"]) {
+			ex := ex.(map[string]any)
+			add(path, ex["x-method"].(string), name, ex, nil, map[string]any{"405": na["response"]})
+		}
+	}
+	return out
+}
+
+func orEmpty(v any) map[string]any {
+	if m, ok := v.(map[string]any); ok {
+		return m
+	}
+	return map[string]any{}
+}
+
+// TestOpenAPIExamples sends every documented example to the real handler
+// and checks the documented status, headers and body schema.
+func TestOpenAPIExamples(t *testing.T) {
+	doc := loadOpenAPI(t)
+	examples := doc.examples(t)
+	if len(examples) < 20 {
+		t.Fatalf("found only %d examples in openapi.json", len(examples))
+	}
+	statuses := map[int]bool{}
+	for _, e := range examples {
+		resp, body := do(t, newTestServer(t, nil), e.req)
+		if resp.StatusCode != e.status {
+			t.Errorf("%s: status = %d, want %d (%s)", e.name, resp.StatusCode, e.status, body)
+			continue
+		}
+		statuses[e.status] = true
+		documented := e.response
+		if documented == nil {
+			t.Errorf("%s: status %d is not documented", e.name, e.status)
+			continue
+		}
+		for name, h := range orEmpty(documented["headers"]) {
+			got := resp.Header.Get(name)
+			if got == "" && doc.resolve(h)["required"] == true {
+				t.Errorf("%s: documented header %s is missing", e.name, name)
+			} else if err := doc.validate(doc.resolve(h)["schema"], got, name); err != nil {
+				t.Errorf("%s: %v", e.name, err)
+			}
+		}
+		if allow, ok := doc.notAllowed(e.docPath)["allow"].(string); ok && e.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != allow {
+			t.Errorf("%s: Allow = %q, want %q as documented", e.name, resp.Header.Get("Allow"), allow)
+		}
+		media, ok := orEmpty(documented["content"])["application/json"].(map[string]any)
+		if !ok || e.req.method == "HEAD" {
+			if body != "" {
+				t.Errorf("%s: undocumented body %s", e.name, body)
+			}
+			continue
+		}
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.UseNumber()
+		var value any
+		if err := dec.Decode(&value); err != nil {
+			t.Errorf("%s: body is not JSON: %v", e.name, err)
+			continue
+		}
+		if err := doc.validate(media["schema"], value, "body"); err != nil {
+			t.Errorf("%s: %v", e.name, err)
+		}
+	}
+	for _, s := range []int{200, 201, 204, 304, 400, 404, 405, 412, 415, 422} {
+		if !statuses[s] {
+			t.Errorf("no documented example gets status %d", s)
+		}
+	}
+}
+
+// validate checks v against the JSON Schema subset openapi.json uses.
+func (d openAPI) validate(schemaV, v any, at string) error {
+	s := d.resolve(schemaV)
+	if types, ok := s["type"]; ok {
+		allowed := fmt.Sprint(types) // "string", or a list: "[integer null]"
+		if t := jsonType(v); !slices.Contains(strings.Fields(strings.Trim(allowed, "[]")), t) && !(t == "integer" && strings.Contains(allowed, "number")) {
+			return fmt.Errorf("%s: %v is %s, want %v", at, v, t, allowed)
+		}
+	}
+	if c, ok := s["const"]; ok && fmt.Sprint(c) != fmt.Sprint(v) {
+		return fmt.Errorf("%s: %v, want %v", at, v, c)
+	}
+	if enum, ok := s["enum"].([]any); ok && !slices.ContainsFunc(enum, func(e any) bool { return fmt.Sprint(e) == fmt.Sprint(v) }) {
+		return fmt.Errorf("%s: %v is not one of %v", at, v, enum)
+	}
+	if p, ok := s["pattern"].(string); ok {
+		if str, _ := v.(string); !regexp.MustCompile(p).MatchString(str) {
+			return fmt.Errorf("%s: %q does not match %s", at, str, p)
+		}
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		required, _ := s["required"].([]any)
+		for _, r := range required {
+			if _, ok := v[r.(string)]; !ok {
+				return fmt.Errorf("%s: missing %s", at, r)
+			}
+		}
+		for k, val := range v {
+			sub, ok := orEmpty(s["properties"])[k]
+			if !ok {
+				sub = s["additionalProperties"] // true or absent: anything goes
+				if sub == false {
+					return fmt.Errorf("%s: unexpected property %s", at, k)
+				}
+			}
+			if err := d.validate(sub, val, at+"."+k); err != nil {
+				return err
+			}
+		}
+	case []any:
+		if min, ok := s["minItems"].(json.Number); ok {
+			if n, _ := strconv.Atoi(string(min)); len(v) < n {
+				return fmt.Errorf("%s: %d items, want at least %d", at, len(v), n)
+			}
+		}
+		if items, ok := s["items"]; ok {
+			for i, el := range v {
+				if err := d.validate(items, el, fmt.Sprintf("%s[%d]", at, i)); err != nil {
+					return err
+				}
+			}
+		}
+	case json.Number:
+		n, _ := new(big.Rat).SetString(string(v))
+		for key, cmp := range map[string]int{"minimum": -1, "maximum": 1} {
+			if bound, ok := s[key].(json.Number); ok {
+				b, _ := new(big.Rat).SetString(string(bound))
+				if n.Cmp(b) == cmp {
+					return fmt.Errorf("%s: %s is beyond %s %s", at, v, key, bound)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// jsonType names v's JSON Schema type.
+func jsonType(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case string:
+		return "string"
+	case json.Number:
+		if r, ok := new(big.Rat).SetString(string(v)); ok && r.IsInt() {
+			return "integer"
+		}
+		return "number"
+	case []any:
+		return "array"
+	}
+	return "object"
+}
+
+// TestDocsInBrowser loads /docs and /redoc in headless Chromium, with Swagger
+// UI and ReDoc served from $DOCS_ASSETS_DIR through -docs-assets, checks what
+// the pages show and log, and writes a screenshot of each into
+// $DOCS_SCREENSHOTS. make browser-test sets both; make test skips it, and
+// needs no browser.
+func TestDocsInBrowser(t *testing.T) {
+	dir, shots := os.Getenv("DOCS_ASSETS_DIR"), os.Getenv("DOCS_SCREENSHOTS")
+	if dir == "" || shots == "" {
+		t.Skip("DOCS_ASSETS_DIR and DOCS_SCREENSHOTS are unset: make browser-test runs this")
+	}
+	assets := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer assets.Close()
+	pages, err := docs.AssetsFor(true, assets.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages))
+	tests := []struct {
+		name, page string
+		wants      []string // in the page as rendered
+		blocked    string   // what the policy may be seen to block
+	}{
+		// The fragment opens the PUT operation, with its responses.
+		{"docs", "/docs#/default/putItem", []string{`opblock-summary-method">PUT<`, `parameter__name required">id<`,
+			`response-col_status">200<`, `response-col_status">201<`}, ""},
+		// ReDoc's side menu shows a logo from its own CDN, which the policy stops.
+		{"redoc", "/redoc", []string{`operation-type put">put<`, `>200</li>`, `>201</li>`}, "Loading the image 'https://cdn.redoc.ly/redoc/logo-mini.svg' violates"},
+	}
+	for _, tt := range tests {
+		dom, console := chromium(t, srv.URL+tt.page, "--dump-dom")
+		for _, want := range tt.wants {
+			if !strings.Contains(dom, want) {
+				t.Errorf("%s: the page has no %s", tt.page, want)
+			}
+		}
+		for _, line := range console {
+			if tt.blocked == "" || !strings.Contains(line, tt.blocked) {
+				t.Errorf("%s: the console says %s", tt.page, line)
+			}
+		}
+		png := filepath.Join(shots, tt.name+".png")
+		chromium(t, srv.URL+tt.page, "--screenshot="+png, "--window-size=1280,2400")
+		if info, err := os.Stat(png); err != nil || info.Size() < 10000 {
+			t.Errorf("%s: no screenshot in %s: %v", tt.page, png, err)
+		}
+	}
+}
+
+// chromium runs headless Chromium on url with args, and returns what it
+// printed and the console messages of the page.
+func chromium(t *testing.T, url string, args ...string) (out string, console []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	args = append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+		"--virtual-time-budget=15000"}, append(args, url)...)
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "chromium", args...)
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %s: %v\n%s", url, err, stderr.String())
+	}
+	for line := range strings.Lines(stderr.String()) {
+		if strings.Contains(line, ":CONSOLE") {
+			console = append(console, line)
+		}
+	}
+	return string(b), console
+}
+
+// TestDocsPages checks the pages' answers, from FastAPI's CDN and from
+// self-hosted assets: HTML for GET and HEAD, under a policy that lets
+// scripts and styles come only from the assets' origin, plus the page's own
+// inline script by its hash; the JSON 405 for other methods; and the JSON
+// 404 once they are turned off.
+func TestDocsPages(t *testing.T) {
+	for _, tt := range []struct{ base, origin string }{
+		{"", "https://cdn.jsdelivr.net"},
+		{"http://assets.example:8080/static/", "http://assets.example:8080"},
+	} {
+		pages, err := docs.AssetsFor(true, tt.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages))
+		for _, path := range []string{"/docs", "/redoc"} {
+			_, page := do(t, srv, req{"GET", path, "", nil})
+			for _, method := range []string{"GET", "HEAD"} {
+				resp, _ := do(t, srv, req{method, path, "", nil})
+				csp := resp.Header.Get("Content-Security-Policy")
+				if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.HasPrefix(csp, "default-src 'none';") {
+					t.Errorf("%s %s (assets %q): %d, %q, policy %q", method, path, tt.base, resp.StatusCode, resp.Header.Get("Content-Type"), csp)
+				}
+				checkSources(t, csp, tt.origin, page)
+			}
+			if !strings.Contains(page, `"`+tt.origin+"/") || !strings.Contains(page, `"/openapi.json"`) {
+				t.Errorf("GET %s (assets %q) loads nothing from %s, or not /openapi.json:\n%s", path, tt.base, tt.origin, page)
+			}
+			if resp, body := do(t, srv, req{"POST", path, "", nil}); resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" || body != detail("Method Not Allowed") {
+				t.Errorf("POST %s: %d, Allow %q, %s", path, resp.StatusCode, resp.Header.Get("Allow"), body)
+			}
+		}
+	}
+	checkContract(t, []contractCase{ // -docs=false
+		{name: "docs off", req: req{"GET", "/docs", "", nil}, status: 404, body: detail("Not Found")},
+		{name: "redoc off", req: req{"GET", "/redoc", "", nil}, status: 404, body: detail("Not Found")},
+	})
+}
+
+// checkSources fails the test unless every source that csp allows scripts
+// and styles from is origin, the hash of one of page's inline scripts, or,
+// for styles, 'unsafe-inline'; and unless each inline script is allowed.
+func checkSources(t *testing.T, csp, origin, page string) {
+	t.Helper()
+	hashes := map[string]bool{}
+	for _, m := range regexp.MustCompile(`<script>([^<]*)</script>`).FindAllStringSubmatch(page, -1) {
+		sum := sha256.Sum256([]byte(m[1]))
+		hashes["'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'"] = true
+	}
+	for directive := range strings.SplitSeq(csp, ";") {
+		fields := strings.Fields(directive)
+		for _, src := range fields[1:] {
+			ok := src == origin || hashes[src] || fields[0] == "style-src" && src == "'unsafe-inline'"
+			if (fields[0] == "script-src" || fields[0] == "style-src") && !ok {
+				t.Errorf("the policy allows %s from %s: %s", fields[0], src, csp)
+			}
+		}
+	}
+	for hash := range hashes {
+		if !strings.Contains(csp, hash) {
+			t.Errorf("the policy blocks the page's inline script %s: %s", hash, csp)
+		}
+	}
 }
