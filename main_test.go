@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -488,14 +489,21 @@ type server struct {
 // listens.
 func startServer(t *testing.T, path string) *server {
 	t.Helper()
+	return startBinary(t, "", "-data", path)
+}
+
+// startBinary starts the binary in dir with args, on a free port, and waits
+// until it listens.
+func startBinary(t *testing.T, dir string, args ...string) *server {
+	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)
 	s := &server{log: &logWatcher{addr: addr}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "-addr", "127.0.0.1:0", "-access-log=false", "-data", path)
-	s.cmd.Stderr = s.log
+	s.cmd = exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-access-log=false"}, args...)...)
+	s.cmd.Dir, s.cmd.Stderr = dir, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -818,5 +826,45 @@ func TestCompactionCrashes(t *testing.T) {
 				t.Fatalf("killed %s: %s = %q, want %s", point.name, id, got[id], it)
 			}
 		}
+	}
+}
+
+// TestREADME replays every console block of README.md against the real
+// binary, line for line, Date lines aside. Each block gets a server of its
+// own in a temporary directory: the one its first command starts, if it
+// starts ./itemsvc, else the one make run starts.
+func TestREADME(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("the README's sessions use curl, which is not installed; .ci/run installs it")
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```console\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(blocks) < 2 {
+		t.Fatalf("README.md has %d console blocks, want at least 2", len(blocks))
+	}
+	for i, block := range blocks {
+		t.Run(fmt.Sprint("block ", i+1), func(t *testing.T) {
+			commands := strings.Split(strings.TrimPrefix(block[1], "$ "), "\n$ ")
+			dir, args := t.TempDir(), []string(nil)
+			if rest, ok := strings.CutPrefix(commands[0], "./itemsvc "); ok {
+				line, _, _ := strings.Cut(rest, " 2>") // the rest sends it to the background
+				args = strings.Fields(line)
+				commands = commands[1:]
+			}
+			srv := startBinary(t, dir, args...)
+			for _, c := range commands {
+				command, want, _ := strings.Cut(c, "\n")
+				command = strings.ReplaceAll(command, "localhost:8000", strings.TrimPrefix(srv.url, "http://"))
+				out, err := exec.Command("bash", "-c", "cd "+dir+" && "+command).Output()
+				got := regexp.MustCompile(`(?m)^Date: .*\n`).ReplaceAllString(strings.ReplaceAll(string(out), "\r", ""), "")
+				// A block shows each answer on lines of its own, ended or not.
+				if got, want = strings.TrimSuffix(got, "\n"), strings.TrimSuffix(want, "\n"); err != nil || got != want {
+					t.Errorf("$ %s\n%v; got:\n%s\nwant:\n%s", command, err, got, want)
+				}
+			}
+		})
 	}
 }
