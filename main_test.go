@@ -318,7 +318,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 		}
 		total += len(ids)
 	}
-	t.Logf("%d writes acknowledged, %d stored", total, len(all(store)))
+	t.Logf("%d writes acknowledged, %d stored", total, len(contents(store)))
 	transport.CloseIdleConnections()
 	waitForGoroutines(t, baseline)
 }

@@ -93,25 +93,10 @@ func journalOf(changes ...string) []byte {
 	return b
 }
 
-// An entry is an id with its item, copied out of the store.
-type entry struct {
-	id, item []byte
-}
-
-// all returns every item of s, in one page.
-func all(s *Store) (entries []entry) {
-	s.Page("", math.MaxInt, func(id, it []byte) {
-		entries = append(entries, entry{bytes.Clone(id), bytes.Clone(it)})
-	})
-	return entries
-}
-
 // contents returns what s holds, in stored form.
 func contents(s *Store) map[string]string {
 	m := map[string]string{}
-	for _, e := range all(s) {
-		m[string(e.id)] = string(e.item)
-	}
+	s.Page("", math.MaxInt, func(id, it []byte) { m[string(id)] = string(it) })
 	return m
 }
 
