@@ -22,7 +22,7 @@ import (
 
 // TestStoreCopies checks that the store shares no memory with its callers:
 // it copies what Put is given and what Get returns. What its methods report
-// is held to a map by TestStoreMatchesMap, and through HTTP by the handler's
+// is held to a map by the arena's TestMatchesMap, and through HTTP by the handler's
 // tests.
 func TestStoreCopies(t *testing.T) {
 	s := NewStore(false)
