@@ -78,7 +78,7 @@ func New() *Map {
 // Get returns the item stored under id, valid until the next change, and
 // whether there is one.
 func (m *Map) Get(id string) ([]byte, bool) {
-	n, ok := m.find(id, m.hash(id))
+	n, ok, _ := m.find(id, m.hash(id))
 	if !ok {
 		return nil, false
 	}
@@ -95,7 +95,7 @@ func (m *Map) Put(id string, it []byte) (created bool) {
 		panic("arena: id too long") // the service allows 1024 bytes
 	}
 	h := m.hash(id)
-	n, exists := m.find(id, h)
+	n, exists, taken := m.find(id, h)
 	if !exists {
 		if k := len(m.free); k > 0 {
 			n, m.free = m.free[k-1], m.free[:k-1]
@@ -103,7 +103,7 @@ func (m *Map) Put(id string, it []byte) (created bool) {
 			n = uint32(len(m.slots))
 			m.slots = append(m.slots, slot{})
 		}
-		if _, taken := m.index[h]; taken {
+		if taken {
 			m.collided[id] = n
 		} else {
 			m.index[h] = n
@@ -253,7 +253,7 @@ func (m *Map) Page(after string, limit int, fn func(id, it []byte)) (last []byte
 // one.
 func (m *Map) Delete(id string) (found bool) {
 	h := m.hash(id)
-	n, found := m.find(id, h)
+	n, found, _ := m.find(id, h)
 	if !found {
 		return false
 	}
@@ -275,13 +275,15 @@ func (m *Map) Delete(id string) (found bool) {
 	return true
 }
 
-// find returns the slot of id, whose hash is h, and whether there is one.
-func (m *Map) find(id string, h uint64) (uint32, bool) {
-	if n, ok := m.index[h]; ok && string(m.id(n)) == id {
-		return n, true
+// find returns the slot of id, whose hash is h, and whether there is one;
+// and whether index has h, for id or another, so that a create need not
+// look again.
+func (m *Map) find(id string, h uint64) (n uint32, found, taken bool) {
+	if n, taken = m.index[h]; taken && string(m.id(n)) == id {
+		return n, true, true
 	}
-	n, ok := m.collided[id]
-	return n, ok
+	n, found = m.collided[id]
+	return n, found, taken
 }
 
 // write stores id and it in slot n: in place if they need a block of the
