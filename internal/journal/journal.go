@@ -7,9 +7,10 @@
 // What it buys: the items survive SIGKILL, a torn last write, a full disk
 // and a failing one, and two processes opening one file. Writes run at about
 // 0.6 of the disk's own group-commit ceiling, and a journal of 1,000,000
-// items replays in about 0.8 s (bench/README.md). What it stands in for: a
-// plain os.WriteFile of every item, then a rename, on every change, whose
-// cost grows with the store.
+// items replays in about 0.8 s (bench/README.md). What it stands in for: the
+// plain durable store, which writes every item to a new file and renames it
+// over the old one on each change (not built here: its cost grows with the
+// store, where an append's does not).
 //
 // The format: one line per change, for standard tools to read. A line is the
 // CRC-32C of the rest of it in 8 hex digits, a space, and a JSON object that
