@@ -253,7 +253,7 @@ func (s *Store) commit(b *batch) error {
 }
 
 // apply makes c, which is durable, visible, and counts its record in live.
-// mu must be held.
+// mu must be held, unless the store is not yet shared (OpenStore's seed).
 func (s *Store) apply(c journal.Change) {
 	if old, ok := s.items.Get(c.ID); ok {
 		s.live -= journal.RecordSize(c.ID, old)

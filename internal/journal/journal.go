@@ -150,7 +150,7 @@ func (j *Journal) parse(data []byte, parsed chan<- []Change) error {
 	for j.size < int64(len(data)) {
 		line, rest, whole := bytes.Cut(data[j.size:], []byte("\n"))
 		c, ok := parseRecord(line, items)
-		ok = ok && (string(line[9:]) == "{}" || j.validID(c.ID))
+		ok = ok && (c.ID == "" || j.validID(c.ID)) // "": the opening
 		if c.Item != nil {
 			items, c.Item = c.Item, c.Item[len(items):]
 		}
@@ -236,7 +236,7 @@ func parseRecord(line, dst []byte) (c Change, ok bool) {
 			return c, false
 		}
 	}
-	return c, true
+	return c, c.ID != "" // no id is empty: only the opening has none
 }
 
 // Size returns the length of the journal's durable part.
