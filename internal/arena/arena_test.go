@@ -15,13 +15,15 @@ import (
 // TestMatchesMap holds the arena to the plain map[string][]byte it
 // stands in for: random puts, deletes and gets, of items of every size from
 // a few bytes to several arena chunks, go to a Map and a map, which are
-// compared after every step. Weak hash functions force the collision paths
-// that a real 64-bit hash almost never takes.
+// compared after every step. Weak hash functions force what a real hash
+// seldom does: long probes past equal hashes, and probes that wrap past the
+// index's end.
 func TestMatchesMap(t *testing.T) {
 	hashes := map[string]func(string) uint64{
 		"maphash":  nil, // the store's own
 		"constant": func(string) uint64 { return 42 },
 		"length":   func(id string) uint64 { return uint64(len(id) % 3) },
+		"wrapping": func(string) uint64 { return math.MaxUint32 }, // the last entry of any index
 	}
 	for name, hash := range hashes {
 		t.Run(name, func(t *testing.T) {
@@ -103,7 +105,8 @@ func compareAll(t *testing.T, m *Map, want map[string]string) {
 }
 
 // TestCollisions walks ids that share one hash through every way in
-// and out of the index and the collided map.
+// and out of the index: each probes past the others, and a delete must
+// leave those after it reachable.
 func TestCollisions(t *testing.T) {
 	m := New()
 	m.hash = func(string) uint64 { return 7 }
@@ -113,9 +116,9 @@ func TestCollisions(t *testing.T) {
 	}{
 		{"put", "a", map[string]string{"a": `"a"1`}},
 		{"put", "b", map[string]string{"a": `"a"1`, "b": `"b"1`}}, // collides with a
-		{"put", "b", map[string]string{"a": `"a"1`, "b": `"b"1`}}, // replaces b, found in collided
+		{"put", "b", map[string]string{"a": `"a"1`, "b": `"b"1`}}, // replaces b, found past a
 		{"delete", "a", map[string]string{"b": `"b"1`}},           // b stays reachable
-		{"put", "c", map[string]string{"b": `"b"1`, "c": `"c"1`}}, // takes the index entry a left
+		{"put", "c", map[string]string{"b": `"b"1`, "c": `"c"1`}}, // takes the entry b moved back from
 		{"delete", "b", map[string]string{"c": `"c"1`}},
 		{"delete", "c", map[string]string{}},
 	}
@@ -200,8 +203,7 @@ func TestArenaReusesChunkTail(t *testing.T) {
 func TestHoldsNoPointersPerItem(t *testing.T) {
 	m := New()
 	perItem := map[string]reflect.Type{
-		"index key":   reflect.TypeOf(m.index).Key(),
-		"index value": reflect.TypeOf(m.index).Elem(),
+		"index entry": reflect.TypeOf(m.index).Elem(),
 		"slot":        reflect.TypeOf(m.slots).Elem(),
 		"free slot":   reflect.TypeOf(m.free).Elem(),
 		"arena byte":  reflect.TypeOf(m.arena.chunks).Elem().Elem(),
