@@ -52,7 +52,7 @@ browser-test:
 	cd build/assets && npm pack --silent $(SWAGGER_UI) $(REDOC) >/dev/null && \
 	  tar xzf swagger-ui-dist-*.tgz --strip-components=1 package/swagger-ui-bundle.js package/swagger-ui.css && \
 	  tar xzf redoc-*.tgz --strip-components=2 package/bundles/redoc.standalone.js && rm ./*.tgz
-	DOCS_ASSETS_DIR=$(CURDIR)/build/assets DOCS_SCREENSHOTS=$(CURDIR)/build $(GO) test -count=1 -run '^TestDocsInBrowser$$' -v .
+	BROWSER_TEST=1 DOCS_ASSETS_DIR=$(CURDIR)/build/assets DOCS_SCREENSHOTS=$(CURDIR)/build $(GO) test -count=1 -run '^Test(Docs|CORS)InBrowser$$' -v .
 	@echo "screenshots: build/docs.png build/redoc.png"
 
 ## load: the shared load harness against a fresh build, instruction counts, paired runs, -data, pages (see bench/README.md)

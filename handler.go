@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -42,38 +41,6 @@ func routes(store *Store, maxBody int64, pages *docs.Assets) []route {
 		rts = append(rts, route{"GET /docs", swagger}, route{"GET /redoc", redoc})
 	}
 	return rts
-}
-
-// NewServer returns the service's HTTP handler: the routes, a JSON 405 with
-// an Allow header for the other methods on their paths (the mux's own is
-// plain text), a JSON 404 for every other path, and the middleware.
-func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool, pages *docs.Assets) http.Handler {
-	mux := http.NewServeMux()
-	allow := map[string][]string{} // path → the methods it serves
-	for _, rt := range routes(store, maxBody, pages) {
-		mux.Handle(rt.pattern, rt.handler)
-		method, path, _ := strings.Cut(rt.pattern, " ")
-		if method == http.MethodGet {
-			method += ", " + http.MethodHead // the mux serves HEAD with GET
-		}
-		allow[path] = append(allow[path], method)
-	}
-	// The 405s list the methods a path serves in Allow, as RFC 9110 §15.5.6
-	// requires.
-	for path, methods := range allow {
-		methods := strings.Join(methods, ", ")
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", methods)
-			writeFailure(w, notAllowed)
-		})
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeFailure(w, notFound) })
-
-	h := recoverPanics(rejectUncleanPaths(mux), logger)
-	if accessLog {
-		h = logAccess(h, logger)
-	}
-	return h
 }
 
 // handlePut handles "PUT /items/{id}": 201 when it creates the item, 200

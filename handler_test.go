@@ -47,7 +47,7 @@ var quiet = slog.New(slog.DiscardHandler)
 func newTestServer(t *testing.T, h http.Handler) *httptest.Server {
 	t.Helper()
 	if h == nil {
-		h = NewServer(NewStore(true), quiet, testMaxBody, false, nil)
+		h = NewServer(NewStore(true), quiet, testMaxBody, false, nil, nil)
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Config = newHTTPServer(h, quiet)
@@ -171,7 +171,7 @@ func checkContract(t *testing.T, tests []contractCase) {
 func checkContractOn(t *testing.T, open func(*testing.T) *Store, tests []contractCase) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newTestServer(t, NewServer(open(t), quiet, testMaxBody, false, nil))
+			srv := newTestServer(t, NewServer(open(t), quiet, testMaxBody, false, nil, nil))
 			resp, body := do(t, srv, tt.req)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("%s: status = %d, want %d (body %s)", tt.req, resp.StatusCode, tt.status, body)
@@ -269,6 +269,84 @@ func TestErrors(t *testing.T) {
 	})
 }
 
+// TestCORS checks what -cors-origins grants: each case lists the CORS
+// headers and Vary it expects, and any other Access-Control- header fails.
+// Without the flag, checkContract finds none on any answer.
+func TestCORS(t *testing.T) {
+	const app, other = "http://localhost:5173", "https://evil.example"
+	preflight := func(origin, method, headers string) map[string]string {
+		return map[string]string{"Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers}
+	}
+	fromApp := map[string]string{"Origin": app, "Content-Type": "application/json"}
+	granted := func(origin, methods string) map[string]string {
+		return map[string]string{"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": methods,
+			"Access-Control-Allow-Headers": "Content-Type, If-Match, If-None-Match", "Access-Control-Max-Age": "600", "Vary": "Origin"}
+	}
+	readable := func(origin string) map[string]string {
+		return map[string]string{"Access-Control-Allow-Origin": origin, "Access-Control-Expose-Headers": "ETag, Link", "Vary": "Origin"}
+	}
+	vary := map[string]string{"Vary": "Origin"}
+	const item, list = "GET, HEAD, PUT, DELETE", "GET, HEAD"
+	tests := []struct {
+		name, origins string
+		req           req
+		status        int
+		want          map[string]string
+	}{
+		{"preflight of a PUT", app, req{"OPTIONS", "/items/foo", "", preflight(app, "PUT", "content-type, if-match")}, 204, granted(app, item)},
+		{"preflight of a DELETE", app, req{"OPTIONS", "/items/foo", "", preflight(app, "DELETE", "If-None-Match")}, 204, granted(app, item)},
+		{"preflight of a list", app, req{"OPTIONS", "/items", "", preflight(app, "GET", "")}, 204, granted(app, list)},
+		{"preflight from one of a list", "https://app.example.com, " + app, req{"OPTIONS", "/healthz", "", preflight(app, "GET", "")}, 204, granted(app, list)},
+		{"preflight for any origin", "*", req{"OPTIONS", "/items/foo", "", preflight(other, "PUT", "Content-Type")}, 204, granted("*", item)},
+		{"preflight from an origin not allowed", app, req{"OPTIONS", "/items/foo", "", preflight(other, "PUT", "")}, 400, vary},
+		// The browser checks a method and headers against the grant itself.
+		{"preflight of a method not served", app, req{"OPTIONS", "/items", "", preflight(app, "PUT", "")}, 204, granted(app, list)},
+		{"preflight of a header not allowed", app, req{"OPTIONS", "/items/foo", "", preflight(app, "PUT", "content-type, x-token")}, 204, granted(app, item)},
+		{"OPTIONS that is no preflight", app, req{"OPTIONS", "/items/foo", "", map[string]string{"Origin": app}}, 405, readable(app)},
+		{"preflight of a path not served", app, req{"OPTIONS", "/nope", "", preflight(app, "GET", "")}, 404, readable(app)},
+		{"create", app, req{"PUT", "/items/new", `{"name":"x"}`, fromApp}, 201, readable(app)},
+		{"422", app, req{"PUT", "/items/foo", `{"size":"six"}`, fromApp}, 422, readable(app)},
+		{"412", app, req{"PUT", "/items/foo", `{}`, map[string]string{"Origin": app, "Content-Type": "application/json", "If-Match": `"stale"`}}, 412, readable(app)},
+		{"read for any origin", "*", req{"GET", "/items/foo", "", map[string]string{"Origin": other}}, 200, readable("*")},
+		{"read from an origin not allowed", app, req{"GET", "/items/foo", "", map[string]string{"Origin": other}}, 200, vary},
+		{"read without an Origin", app, req{"GET", "/items/foo", "", nil}, 200, vary},
+		{"the docs keep their policy", app, req{"GET", "/docs", "", map[string]string{"Origin": app}}, 200, nil},
+		{"no preflight for the docs", app, req{"OPTIONS", "/redoc", "", preflight(app, "GET", "")}, 405, nil},
+	}
+	pages, err := docs.AssetsFor(true, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			origins, err := parseOrigins(tt.origins)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages, origins))
+			resp, body := do(t, srv, tt.req)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%s: status = %d, want %d (body %s)", tt.req, resp.StatusCode, tt.status, body)
+			}
+			for k := range resp.Header {
+				if _, ok := tt.want[k]; !ok && strings.HasPrefix(k, "Access-Control-") {
+					t.Errorf("%s: sent %s: %s, want none", tt.req, k, resp.Header.Get(k))
+				}
+			}
+			for k, v := range tt.want {
+				if got := strings.Join(resp.Header.Values(k), ", "); got != v {
+					t.Errorf("%s: %s = %q, want %q", tt.req, k, got, v)
+				}
+			}
+			if tt.status >= 400 {
+				checkErrorBody(t, tt.req.String(), resp, body)
+			} else if tt.status == 204 && body != "" {
+				t.Errorf("%s: 204 with body %q", tt.req, body)
+			}
+		})
+	}
+}
+
 // crossSite returns the headers of a cross-site request from a hostile page
 // with a body of the given type.
 func crossSite(contentType string) map[string]string {
@@ -313,7 +391,7 @@ func checkErrorBody(t *testing.T, call string, resp *http.Response, body string)
 // TestLargeBodyWithinLimit stores a body far larger than the buffers the
 // handler pools, just under the default limit.
 func TestLargeBodyWithinLimit(t *testing.T) {
-	srv := newTestServer(t, NewServer(NewStore(false), quiet, 1<<20, false, nil))
+	srv := newTestServer(t, NewServer(NewStore(false), quiet, 1<<20, false, nil, nil))
 	name := strings.Repeat("é", (1<<20-40)/2)
 	want := `{"name":"` + name + `","size":1}`
 	if resp, body := do(t, srv, req{"PUT", "/items/big", want, jsonCT}); resp.StatusCode != http.StatusCreated || body != want {
@@ -355,7 +433,7 @@ func FuzzHandler(f *testing.F) {
 		f.Add(s[0], s[1], s[2], s[3], s[4], s[5])
 	}
 	f.Fuzz(func(t *testing.T, method, id, contentType, ifMatch, ifNoneMatch, body string) {
-		h := NewServer(NewStore(true), quiet, testMaxBody, false, nil)
+		h := NewServer(NewStore(true), quiet, testMaxBody, false, nil, nil)
 		serve := func(method, target, body string, header map[string]string) *httptest.ResponseRecorder {
 			r, err := http.NewRequest(method, target, strings.NewReader(body))
 			if err != nil {
@@ -447,7 +525,7 @@ func (d *discardWriter) WriteHeader(status int)      { d.status = status }
 // the real handler on a seeded store; paths(i) names the i'th request's path.
 // Every answer must be want.
 func benchServe(b *testing.B, method string, paths func(i int) string, body string, h map[string]string, want int) {
-	handler := NewServer(NewStore(true), quiet, 1<<20, false, nil)
+	handler := NewServer(NewStore(true), quiet, 1<<20, false, nil, nil)
 	w := &discardWriter{header: http.Header{}}
 	rd := strings.NewReader(body)
 	r, _ := http.NewRequest(method, "http://bench/", io.NopCloser(rd))
@@ -672,7 +750,7 @@ func TestRaces(t *testing.T) {
 	for _, kind := range storeKinds {
 		for _, tt := range tests {
 			t.Run(kind.name+"/"+tt.name, func(t *testing.T) {
-				srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil))
+				srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil, nil))
 				start := make(chan struct{})
 				var wg sync.WaitGroup
 				var mu sync.Mutex // guards counts
@@ -708,7 +786,7 @@ func TestRaces(t *testing.T) {
 func TestNoLostUpdates(t *testing.T) {
 	for _, kind := range storeKinds {
 		t.Run(kind.name, func(t *testing.T) {
-			srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil))
+			srv := newTestServer(t, NewServer(kind.open(t), quiet, testMaxBody, false, nil, nil))
 			const clients, increments = 8, 25
 			var wg sync.WaitGroup
 			for range clients {
@@ -810,7 +888,7 @@ func pagedStore(t *testing.T, ids ...string) *httptest.Server {
 	for _, id := range ids {
 		s.Put(id, []byte("null1"), nil)
 	}
-	return newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
+	return newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil, nil))
 }
 
 // walk follows GET /items's Links from path and returns the ids it sees, in
@@ -966,7 +1044,7 @@ func bigStore(n int) *Store {
 // BenchmarkListPage serves a page of 1,000 from a store of 1,000,000, after
 // a random id.
 func BenchmarkListPage(b *testing.B) {
-	h := NewServer(bigStore(1000000), quiet, 1<<20, false, nil)
+	h := NewServer(bigStore(1000000), quiet, 1<<20, false, nil, nil)
 	w := &discardWriter{header: http.Header{}}
 	r, _ := http.NewRequest("GET", "http://bench/items", nil)
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -989,7 +1067,7 @@ func BenchmarkListPage(b *testing.B) {
 func BenchmarkWalks(b *testing.B) {
 	url, pid := os.Getenv("WALK_URL"), os.Getenv("WALK_PID")
 	if url == "" {
-		srv := httptest.NewServer(NewServer(bigStore(1000000), quiet, 1<<20, false, nil))
+		srv := httptest.NewServer(NewServer(bigStore(1000000), quiet, 1<<20, false, nil, nil))
 		defer srv.Close()
 		url, pid = srv.URL, "self"
 	}
@@ -1380,7 +1458,7 @@ func TestDocsInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages))
+	srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages, nil))
 	// The condition headers' descriptions open with the wildcard, which
 	// Markdown would take for a list item if it were not code.
 	wildcards := []string{"<code>*</code> (the item must exist)", "<code>*</code> (the item must not exist: create only)"}
@@ -1412,6 +1490,68 @@ func TestDocsInBrowser(t *testing.T) {
 		if info, err := os.Stat(png); err != nil || info.Size() < 10000 {
 			t.Errorf("%s: no screenshot in %s: %v", tt.page, png, err)
 		}
+	}
+}
+
+// corsPage is a browser app on another origin than the API's, which it
+// takes from ?api=: it creates an item, reads its tag, writes with it and
+// with a stale one, and walks a page by its Link, writing each result as a
+// line of the page.
+const corsPage = `<!doctype html><meta charset="utf-8"><pre id="out"></pre><script>
+const api = new URLSearchParams(location.search).get("api");
+const log = line => document.getElementById("out").textContent += line + "\n";
+const put = (body, headers) => fetch(api + "/items/b1", {method: "PUT", body: JSON.stringify(body), headers: {"Content-Type": "application/json", ...headers}});
+(async () => {
+  log("create " + (await put({name: "x"})).status);
+  const got = await fetch(api + "/items/b1"), tag = got.headers.get("ETag");
+  log("get " + got.status + (tag ? " with its ETag" : " without ETag"));
+  log("If-Match " + (await put({name: "y"}, {"If-Match": tag})).status);
+  const stale = await put({name: "z"}, {"If-Match": tag});
+  log("stale If-Match " + stale.status + " " + (await stale.json()).detail);
+  const link = (await fetch(api + "/items?limit=1")).headers.get("Link");
+  const next = await fetch(new URL(link.slice(1, link.indexOf(">")), api));
+  log("next page " + Object.keys(await next.json()));
+})().catch(err => log("rejected: " + err.name));
+</script>`
+
+// TestCORSInBrowser runs corsPage in headless Chromium against a server
+// that allows the page's origin, and from an origin it does not allow, where
+// the browser must block the first fetch and nothing may be written. make
+// browser-test runs it; make test skips it.
+func TestCORSInBrowser(t *testing.T) {
+	if os.Getenv("BROWSER_TEST") == "" {
+		t.Skip("BROWSER_TEST is unset: make browser-test runs this")
+	}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, corsPage) }))
+	defer app.Close()
+	tests := []struct {
+		name, page string // the page's URL: app's own origin, or localhost for the same server
+		want       string
+		console    string // a console line expected, if any: none other may appear
+	}{
+		{"allowed", app.URL, "create 201\nget 200 with its ETag\nIf-Match 200\nstale If-Match 412 Precondition Failed\nnext page bar\n", ""},
+		{"not allowed", strings.Replace(app.URL, "127.0.0.1", "localhost", 1), "rejected: TypeError\n", "has been blocked by CORS policy"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := NewStore(true)
+			api := newTestServer(t, NewServer(store, quiet, testMaxBody, false, nil, corsOrigins{app.URL: app.URL}))
+			dom, console := chromium(t, tt.page+"/?api="+url.QueryEscape(api.URL), "--dump-dom")
+			if _, out, _ := strings.Cut(dom, `<pre id="out">`); !strings.HasPrefix(out, tt.want+"</pre>") {
+				t.Errorf("the page wrote %.300q, want %q", out, tt.want)
+			}
+			for _, line := range console {
+				if tt.console == "" || !strings.Contains(line, tt.console) {
+					t.Errorf("the console says %s", line)
+				}
+			}
+			if tt.console != "" && len(console) == 0 {
+				t.Errorf("the console is silent, want %q", tt.console)
+			}
+			if _, ok := store.Get("b1"); ok != (tt.name == "allowed") {
+				t.Errorf("b1 stored: %v, want %v", ok, !ok)
+			}
+		})
 	}
 }
 
@@ -1452,7 +1592,7 @@ func TestDocsPages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages))
+		srv := newTestServer(t, NewServer(NewStore(true), quiet, testMaxBody, false, pages, nil))
 		for _, path := range []string{"/docs", "/redoc"} {
 			_, page := do(t, srv, req{"GET", path, "", nil})
 			for _, method := range []string{"GET", "HEAD"} {

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -74,6 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	logFormat := flags.String("log-format", "text", "log format: text or json")
 	docsOn := flags.Bool("docs", true, "serve Swagger UI at /docs and ReDoc at /redoc")
 	docsBase := flags.String("docs-assets", "", "load the docs pages' JavaScript and CSS from this URL, not FastAPI's CDN: it holds swagger-ui-bundle.js, swagger-ui.css and redoc.standalone.js")
+	corsList := flags.String("cors-origins", getenv("CORS_ORIGINS"), "let pages from these origins call the API from a browser: a comma-separated list of scheme://host[:port], or *; $CORS_ORIGINS sets the default")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -95,6 +97,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	cors, err := parseOrigins(*corsList)
+	if err != nil {
+		return err
+	}
 
 	store, err := OpenStore(*data, *seed, logger)
 	if err != nil {
@@ -104,7 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return errors.Join(err, store.Close())
 	}
-	srv := newHTTPServer(NewServer(store, logger, *maxBody, *accessLog, pages), logger)
+	srv := newHTTPServer(NewServer(store, logger, *maxBody, *accessLog, pages, cors), logger)
 	return errors.Join(serve(ctx, srv, ln, logger), store.Close())
 }
 
@@ -151,6 +157,43 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, logger *slog.
 	return nil
 }
 
+// NewServer returns the service's HTTP handler: the routes, a JSON 405 with
+// an Allow header for the other methods on their paths (the mux's own is
+// plain text), a JSON 404 for every other path, and the middleware. Pages
+// from the origins of cors may call it from a browser; nil allows none.
+func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool, pages *docs.Assets, cors corsOrigins) http.Handler {
+	mux := http.NewServeMux()
+	allow := map[string][]string{} // path → the methods it serves
+	for _, rt := range routes(store, maxBody, pages) {
+		mux.Handle(rt.pattern, rt.handler)
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		if method == http.MethodGet {
+			method += ", " + http.MethodHead // the mux serves HEAD with GET
+		}
+		allow[path] = append(allow[path], method)
+	}
+	// The 405s list the methods a path serves in Allow, as RFC 9110 §15.5.6
+	// requires.
+	for path, methods := range allow {
+		methods := strings.Join(methods, ", ")
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", methods)
+			writeFailure(w, notAllowed)
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeFailure(w, notFound) })
+
+	h := rejectUncleanPaths(mux)
+	if cors != nil {
+		h = allowCORS(h, cors, func(r *http.Request) string { _, path := mux.Handler(r); return strings.Join(allow[path], ", ") })
+	}
+	h = recoverPanics(h, logger)
+	if accessLog {
+		h = logAccess(h, logger)
+	}
+	return h
+}
+
 // The middleware, which NewServer chains around the mux.
 
 // rejectUncleanPaths answers 404 for a path that the mux would redirect to
@@ -191,6 +234,80 @@ func recoverPanics(next http.Handler, logger *slog.Logger) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// corsOrigins maps the origins whose pages may call the API from a browser
+// (CORS, Fetch §3.2), as browsers send them in Origin, to the
+// Access-Control-Allow-Origin they get: the origin itself, or "*" for "*",
+// which stands for any.
+type corsOrigins map[string]string
+
+// parseOrigins reads -cors-origins: a comma-separated list of origins, or
+// "*"; none if it is empty.
+func parseOrigins(list string) (corsOrigins, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	origins := corsOrigins{}
+	for o := range strings.SplitSeq(list, ",") {
+		o = strings.TrimSpace(o)
+		u, err := url.Parse(o)
+		if o != "*" && (err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" || u.Scheme+"://"+u.Host != o || strings.ToLower(o) != o) {
+			return nil, fmt.Errorf("-cors-origins: %q is not an origin as browsers send it: write scheme://host[:port] in lower case, as in http://localhost:5173, or *", o)
+		}
+		origins[o] = o
+	}
+	return origins, nil
+}
+
+// The CORS headers that every answer to an allowed origin carries.
+var (
+	varyOrigin     = []string{"Origin"}
+	exposedHeaders = []string{"ETag, Link"} // so that scripts can send If-Match and follow pages
+)
+
+// allowCORS lets pages from origins read the answers of next, errors too,
+// and answers their preflights; methodsOf returns the methods a request's
+// path serves, "" if none. The docs pages are left out: they are for
+// visitors, not scripts. No credentials are allowed: there are none.
+func allowCORS(next http.Handler, origins corsOrigins, methodsOf func(*http.Request) string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/docs" || r.URL.Path == "/redoc" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header()["Vary"] = varyOrigin // on every answer: each origin gets its own
+		origin := r.Header.Get("Origin")
+		allowed := cmp.Or(origins["*"], origins[origin]) // "" grants nothing
+		if r.Method == http.MethodOptions && origin != "" && r.Header["Access-Control-Request-Method"] != nil {
+			if methods := methodsOf(r); methods != "" {
+				preflight(w, allowed, methods)
+				return
+			}
+		}
+		if origin != "" && allowed != "" {
+			w.Header()["Access-Control-Allow-Origin"] = []string{allowed}
+			w.Header()["Access-Control-Expose-Headers"] = exposedHeaders
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// preflight answers a CORS preflight on a path that serves methods: 204
+// with the grant, against which the browser checks the method and headers
+// it means to send; or, if the origin is not allowed (allowed is ""), a JSON
+// 400 that grants nothing.
+func preflight(w http.ResponseWriter, allowed, methods string) {
+	if allowed == "" {
+		writeFailure(w, &failure{status: http.StatusBadRequest, detail: "Disallowed CORS origin"})
+		return
+	}
+	h := w.Header()
+	h["Access-Control-Allow-Origin"] = []string{allowed}
+	h["Access-Control-Allow-Methods"] = []string{methods}
+	h["Access-Control-Allow-Headers"] = []string{"Content-Type, If-Match, If-None-Match"}
+	h["Access-Control-Max-Age"] = []string{"600"} // seconds, as in FastAPI's CORSMiddleware
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // logAccess logs one line per request after it is served.

@@ -105,23 +105,32 @@ func TestRunErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
-		addrEnv string // $ADDR
+		env     map[string]string
 		wantErr string
 	}{
-		{"address in use", []string{"-addr", busy.Addr().String()}, "", "address already in use"},
-		{"$ADDR is the default address", nil, busy.Addr().String(), busy.Addr().String()},
-		{"bad log format", []string{"-log-format", "xml"}, "", "-log-format"},
-		{"zero body limit", []string{"-max-body", "0"}, "", "-max-body"},
-		{"unknown flag", []string{"-nope"}, "", "not defined"},
-		{"stray argument", []string{"serve"}, "", "unexpected arguments"},
-		{"docs assets not a URL", []string{"-docs-assets", "static"}, "", "-docs-assets"},
-		{"docs assets over ftp", []string{"-docs-assets", "ftp://assets.example/"}, "", "-docs-assets"},
+		{"address in use", []string{"-addr", busy.Addr().String()}, nil, "address already in use"},
+		{"$ADDR is the default address", nil, map[string]string{"ADDR": busy.Addr().String()}, busy.Addr().String()},
+		{"bad log format", []string{"-log-format", "xml"}, nil, "-log-format"},
+		{"zero body limit", []string{"-max-body", "0"}, nil, "-max-body"},
+		{"unknown flag", []string{"-nope"}, nil, "not defined"},
+		{"stray argument", []string{"serve"}, nil, "unexpected arguments"},
+		{"docs assets not a URL", []string{"-docs-assets", "static"}, nil, "-docs-assets"},
+		{"docs assets over ftp", []string{"-docs-assets", "ftp://assets.example/"}, nil, "-docs-assets"},
+		{"origin without a scheme", []string{"-cors-origins", "localhost:5173"}, nil, `"localhost:5173" is not an origin`},
+		{"origin with a path", []string{"-cors-origins", "http://localhost:5173/"}, nil, "is not an origin"},
+		{"origin over ftp", []string{"-cors-origins", "ftp://files.example"}, nil, "is not an origin"},
+		{"origin without a host", []string{"-cors-origins", "http://:8080"}, nil, "is not an origin"},
+		{"origin with a bad port", []string{"-cors-origins", "http://localhost:port"}, nil, "is not an origin"},
+		{"origin in upper case", []string{"-cors-origins", "https://App.example.com"}, nil, "is not an origin"},
+		{"origin with a user", []string{"-cors-origins", "https://me@app.example.com"}, nil, "is not an origin"},
+		{"one bad origin of a list", []string{"-cors-origins", "https://app.example.com, *.example.com"}, nil, `"*.example.com" is not an origin`},
+		{"$CORS_ORIGINS is the default", nil, map[string]string{"CORS_ORIGINS": "localhost"}, `"localhost" is not an origin`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			getenv := func(k string) string { return map[string]string{"ADDR": tt.addrEnv}[k] }
+			getenv := func(k string) string { return tt.env[k] }
 			if err := run(context.Background(), tt.args, getenv, io.Discard); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("run(%q) with ADDR=%q = %v, want an error containing %q", tt.args, tt.addrEnv, err, tt.wantErr)
+				t.Errorf("run(%q) with %v = %v, want an error containing %q", tt.args, tt.env, err, tt.wantErr)
 			}
 		})
 	}
@@ -259,7 +268,7 @@ func TestIdleConnectionsDoNotBlockService(t *testing.T) {
 func TestShutdownUnderLoad(t *testing.T) {
 	baseline := runtime.NumGoroutine()
 	store := NewStore(false)
-	srv := newHTTPServer(NewServer(store, quiet, testMaxBody, false, nil), quiet)
+	srv := newHTTPServer(NewServer(store, quiet, testMaxBody, false, nil, nil), quiet)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -406,7 +415,7 @@ func TestPanicBecomes500(t *testing.T) {
 // TestAccessLog checks the access log line's fields.
 func TestAccessLog(t *testing.T) {
 	var logs strings.Builder
-	srv := newTestServer(t, NewServer(NewStore(true), slog.New(slog.NewJSONHandler(&logs, nil)), testMaxBody, true, nil))
+	srv := newTestServer(t, NewServer(NewStore(true), slog.New(slog.NewJSONHandler(&logs, nil)), testMaxBody, true, nil, nil))
 	do(t, srv, req{"PUT", "/items/new%20one", `{"size":1}`, jsonCT})
 
 	type accessLine struct {

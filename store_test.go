@@ -166,7 +166,7 @@ func TestWriteFailures(t *testing.T) {
 			})
 
 			s, file, logs := open(t)
-			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil, nil))
 			for i := range 3 { // longer than the write that follows, so that they leave something behind
 				if resp, _ := do(t, srv, req{"PUT", "/items/foo", fmt.Sprintf(`{"name":"%0200d"}`, i), jsonCT}); resp.StatusCode != 503 {
 					t.Fatalf("PUT /items/foo while the disk fails: %d, want 503", resp.StatusCode)
@@ -227,7 +227,7 @@ func TestVisibleOnceDurable(t *testing.T) {
 			s, _ := openTestStore(t, filepath.Join(t.TempDir(), "data"), true)
 			file := &heldFile{syncs: make(chan chan error)}
 			s.journal.WrapFile(func(f journal.File) journal.File { file.File = f; return file })
-			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil))
+			srv := newTestServer(t, NewServer(s, quiet, testMaxBody, false, nil, nil))
 			status := func(rq req) <-chan int {
 				c := make(chan int, 1)
 				go func() {
