@@ -3,8 +3,8 @@
 // when it replaces an item and 201 when it creates one.
 //
 // This file holds the process: its flags, the http.Server with its timeouts
-// and limits, graceful shutdown, and the middleware that NewServer wraps
-// around every request.
+// and limits, graceful shutdown, and NewServer, which puts the routes of
+// handler.go in a mux and wraps it in the middleware, CORS among them.
 package main
 
 import (
@@ -268,24 +268,27 @@ var (
 
 // allowCORS lets pages from origins read the answers of next, errors too,
 // and answers their preflights; methodsOf returns the methods a request's
-// path serves, "" if none. The docs pages are left out: they are for
-// visitors, not scripts. No credentials are allowed: there are none.
+// path serves, "" if none. A request without Origin is no browser's
+// cross-origin request, and passes untouched. The docs pages are left out:
+// they are for visitors, not scripts. No credentials are allowed: there are
+// none.
 func allowCORS(next http.Handler, origins corsOrigins, methodsOf func(*http.Request) string) http.Handler {
+	anyOrigin := origins["*"]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/docs" || r.URL.Path == "/redoc" {
+		origin := r.Header["Origin"]
+		if origin == nil || r.URL.Path == "/docs" || r.URL.Path == "/redoc" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header()["Vary"] = varyOrigin // on every answer: each origin gets its own
-		origin := r.Header.Get("Origin")
-		allowed := cmp.Or(origins["*"], origins[origin]) // "" grants nothing
-		if r.Method == http.MethodOptions && origin != "" && r.Header["Access-Control-Request-Method"] != nil {
+		w.Header()["Vary"] = varyOrigin                  // the answer differs by origin
+		allowed := cmp.Or(anyOrigin, origins[origin[0]]) // "" grants nothing
+		if r.Method == http.MethodOptions && r.Header["Access-Control-Request-Method"] != nil {
 			if methods := methodsOf(r); methods != "" {
 				preflight(w, allowed, methods)
 				return
 			}
 		}
-		if origin != "" && allowed != "" {
+		if allowed != "" {
 			w.Header()["Access-Control-Allow-Origin"] = []string{allowed}
 			w.Header()["Access-Control-Expose-Headers"] = exposedHeaders
 		}

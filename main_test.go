@@ -869,8 +869,9 @@ func TestREADME(t *testing.T) {
 				command = strings.ReplaceAll(command, "localhost:8000", strings.TrimPrefix(srv.url, "http://"))
 				out, err := exec.Command("bash", "-c", "cd "+dir+" && "+command).Output()
 				got := regexp.MustCompile(`(?m)^Date: .*\n`).ReplaceAllString(strings.ReplaceAll(string(out), "\r", ""), "")
-				// A block shows each answer on lines of its own, ended or not.
-				if got, want = strings.TrimSuffix(got, "\n"), strings.TrimSuffix(want, "\n"); err != nil || got != want {
+				// A block shows each answer on lines of its own, ended or not, and
+				// without the blank line that ends the headers of curl -i.
+				if got, want = strings.TrimRight(got, "\n"), strings.TrimRight(want, "\n"); err != nil || got != want {
 					t.Errorf("$ %s\n%v; got:\n%s\nwant:\n%s", command, err, got, want)
 				}
 			}
