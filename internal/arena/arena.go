@@ -35,8 +35,8 @@ type Map struct {
 	// index finds the slot of an id: a hash table, probed from the entry
 	// that the id's hash picks to the first empty one. An entry holds the
 	// low 32 bits of the hash above the slot number plus one, so that 0 is
-	// empty and growing needs no id. It is never over 3/4 full. It costs a
-	// third of what a map[uint64]uint32 does, in memory and per create
+	// empty and growing needs no id. It is never over 3/4 full. At a
+	// million ids it holds 16 MiB, where a map[uint64]uint32 held 36
 	// (bench/README.md).
 	index []uint64
 	// slots locate the items; a free slot is the zero slot.
