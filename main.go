@@ -185,7 +185,10 @@ func NewServer(store *Store, logger *slog.Logger, maxBody int64, accessLog bool,
 
 	h := rejectUncleanPaths(mux)
 	if cors != nil {
-		h = allowCORS(h, cors, func(r *http.Request) string { _, path := mux.Handler(r); return strings.Join(allow[path], ", ") })
+		h = allowCORS(h, cors, func(r *http.Request) string {
+			_, path := mux.Handler(r) // the path of the 405 route, since no route serves OPTIONS
+			return strings.Join(allow[path], ", ")
+		})
 	}
 	h = recoverPanics(h, logger)
 	if accessLog {
@@ -250,14 +253,20 @@ func parseOrigins(list string) (corsOrigins, error) {
 	}
 	origins := corsOrigins{}
 	for o := range strings.SplitSeq(list, ",") {
-		o = strings.TrimSpace(o)
-		u, err := url.Parse(o)
-		if o != "*" && (err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Hostname() == "" || u.Scheme+"://"+u.Host != o || strings.ToLower(o) != o) {
+		if o = strings.TrimSpace(o); o != "*" && !isOrigin(o) {
 			return nil, fmt.Errorf("-cors-origins: %q is not an origin as browsers send it: write scheme://host[:port] in lower case, as in http://localhost:5173, or *", o)
 		}
 		origins[o] = o
 	}
 	return origins, nil
+}
+
+// isOrigin reports whether o is an http or https origin as browsers send
+// it: scheme://host[:port], in lower case, with nothing after.
+func isOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Hostname() != "" &&
+		u.Scheme+"://"+u.Host == o && strings.ToLower(o) == o
 }
 
 // The CORS headers that every answer to an allowed origin carries.
@@ -273,15 +282,14 @@ var (
 // they are for visitors, not scripts. No credentials are allowed: there are
 // none.
 func allowCORS(next http.Handler, origins corsOrigins, methodsOf func(*http.Request) string) http.Handler {
-	anyOrigin := origins["*"]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header["Origin"]
 		if origin == nil || r.URL.Path == "/docs" || r.URL.Path == "/redoc" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header()["Vary"] = varyOrigin                  // the answer differs by origin
-		allowed := cmp.Or(anyOrigin, origins[origin[0]]) // "" grants nothing
+		w.Header()["Vary"] = varyOrigin                     // the answer differs by origin
+		allowed := cmp.Or(origins["*"], origins[origin[0]]) // "" grants nothing
 		if r.Method == http.MethodOptions && r.Header["Access-Control-Request-Method"] != nil {
 			if methods := methodsOf(r); methods != "" {
 				preflight(w, allowed, methods)
