@@ -47,6 +47,11 @@ type Map struct {
 	// maxRun, each sorted and before the next, so that an insert moves at
 	// most maxRun numbers and the GC sees a pointer per run, not per item.
 	order [][]uint32
+	// lasts bounds the runs, so that finding a run reads this one small
+	// array and not the arena: lasts[i] is at least the prefix of the last
+	// id of run i, and at most that of the first id of run i+1. A split
+	// sets it; inserts and deletes keep it true as it is.
+	lasts []uint64
 	// unordered says that order is left alone until SortOrder builds it:
 	// a replay's million inserts would each search it.
 	unordered bool
@@ -120,13 +125,15 @@ const maxRun = 1024
 // insertInOrder puts slot n, for id, in its place in order.
 func (m *Map) insertInOrder(n uint32, id string) {
 	if len(m.order) == 0 {
-		m.order = append(m.order, newRun(nil))
+		m.order, m.lasts = append(m.order, newRun(nil)), append(m.lasts, 0)
 	}
 	run, at := m.seek(id)
 	r := slices.Insert(m.order[run], at, n)
 	if len(r) > maxRun {
 		m.order = slices.Insert(m.order, run+1, newRun(r[len(r)/2:]))
+		m.lasts = slices.Insert(m.lasts, run+1, m.lasts[run])
 		r = r[:len(r)/2]
+		m.lasts[run] = prefix(m.id(r[len(r)-1]))
 	}
 	m.order[run] = r
 }
@@ -150,9 +157,7 @@ func (m *Map) SortOrder() {
 	keys := make([]prefixedSlot, 0, m.Len())
 	for n, sl := range m.slots {
 		if sl.class != 0 {
-			var p [8]byte
-			copy(p[:], m.id(uint32(n)))
-			keys = append(keys, prefixedSlot{binary.BigEndian.Uint64(p[:]), uint32(n)})
+			keys = append(keys, prefixedSlot{prefix(m.id(uint32(n))), uint32(n)})
 		}
 	}
 	keys = radixSort(keys)
@@ -163,20 +168,28 @@ func (m *Map) SortOrder() {
 			slices.SortFunc(keys[i:j], func(a, b prefixedSlot) int { return bytes.Compare(m.id(a.slot), m.id(b.slot)) })
 		}
 	}
-	m.order, m.unordered = nil, false
+	m.order, m.lasts, m.unordered = nil, nil, false
 	for chunk := range slices.Chunk(keys, maxRun/2) {
 		r := newRun(nil)
 		for _, k := range chunk {
 			r = append(r, k.slot)
 		}
-		m.order = append(m.order, r)
+		m.order, m.lasts = append(m.order, r), append(m.lasts, chunk[len(chunk)-1].prefix)
 	}
 }
 
-// A prefixedSlot is a slot with the first 8 bytes of its id, big-endian.
+// A prefixedSlot is a slot with the prefix of its id.
 type prefixedSlot struct {
 	prefix uint64
 	slot   uint32
+}
+
+// prefix returns the first 8 bytes of id, big-endian and padded with
+// zeros: where the prefixes of two ids differ, they order the ids.
+func prefix[S string | []byte](id S) uint64 {
+	var p [8]byte
+	copy(p[:], id)
+	return binary.BigEndian.Uint64(p[:])
 }
 
 // radixSort sorts keys by prefix, a byte at a time from the last, each pass
@@ -211,7 +224,11 @@ func (m *Map) seek(id string) (run, at int) {
 	if len(m.order) == 0 {
 		return 0, 0
 	}
+	p := prefix(id)
 	run = sort.Search(len(m.order)-1, func(i int) bool { // else the last run
+		if m.lasts[i] != p {
+			return m.lasts[i] > p
+		}
 		r := m.order[i]
 		return string(m.id(r[len(r)-1])) >= id
 	})
@@ -262,7 +279,7 @@ func (m *Map) Delete(id string) (found bool) {
 		run, at := m.seek(id)
 		m.order[run] = slices.Delete(m.order[run], at, at+1)
 		if len(m.order[run]) == 0 {
-			m.order = slices.Delete(m.order, run, run+1)
+			m.order, m.lasts = slices.Delete(m.order, run, run+1), slices.Delete(m.lasts, run, run+1)
 		}
 	}
 	m.arena.release(m.slots[n].block, m.slots[n].class)

@@ -104,6 +104,37 @@ func compareAll(t *testing.T, m *Map, want map[string]string) {
 	}
 }
 
+// TestOrderRuns fills the order with several runs and empties it again, in
+// random order, with ids whose first 8 bytes often tie: runs split, lose
+// their last ids and vanish, and the run each id goes in must still be found.
+func TestOrderRuns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	m, want := New(), map[string]string{}
+	ids := make([]string, 4*maxRun)
+	for i := range ids {
+		ids[i] = []string{"item-000", "a", "item-0001"}[i%3] + fmt.Sprint(i)
+	}
+	for _, put := range []bool{true, false} {
+		rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		for i, id := range ids {
+			if put {
+				m.Put(id, []byte(`"x"1`))
+				want[id] = `"x"1`
+			} else {
+				m.Delete(id)
+				delete(want, id)
+			}
+			if i%(maxRun/2) == 0 {
+				compareAll(t, m, want)
+			}
+		}
+		compareAll(t, m, want)
+	}
+	if len(m.order) != 0 || len(m.lasts) != 0 {
+		t.Errorf("an empty map keeps %d runs and %d last ids", len(m.order), len(m.lasts))
+	}
+}
+
 // TestCollisions walks ids that share one hash through every way in
 // and out of the index: each probes past the others, and a delete must
 // leave those after it reachable.
