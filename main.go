@@ -269,7 +269,8 @@ func isOrigin(o string) bool {
 		u.Scheme+"://"+u.Host == o && strings.ToLower(o) == o
 }
 
-// The CORS headers that every answer to an allowed origin carries.
+// Header values for answers to requests with Origin: Vary on each of them,
+// Access-Control-Expose-Headers on those from an allowed origin.
 var (
 	varyOrigin     = []string{"Origin"}
 	exposedHeaders = []string{"ETag, Link"} // so that scripts can send If-Match and follow pages
