@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCleanPath$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeItem$$' -fuzztime $(FUZZTIME) ./internal/itemjson
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJSONInt$$' -fuzztime $(FUZZTIME) ./internal/itemjson
+	$(GO) test -run '^$$' -fuzz '^FuzzCompactItem$$' -fuzztime $(FUZZTIME) ./internal/itemjson
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRecord$$' -fuzztime $(FUZZTIME) ./internal/journal
 
 ## lint-openapi: validate openapi.json with Redocly's linter (pinned; needs Node.js and npm)

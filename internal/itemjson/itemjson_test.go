@@ -1,6 +1,7 @@
 package itemjson
 
 import (
+	"bytes"
 	"encoding/json"
 	"math/big"
 	"reflect"
@@ -205,5 +206,65 @@ func TestAppendJSONString(t *testing.T) {
 		if err := json.Unmarshal(got, &back); err != nil || back != s {
 			t.Errorf("AppendString(%q) = %s, which decodes to %q (%v)", s, got, back, err)
 		}
+	}
+}
+
+// compactCases are bodies in and near the compact form, and whether Decode's
+// fast path, compactItem, takes them.
+var compactCases = []struct {
+	body string
+	fast bool
+}{
+	{`{"name":"Fighters","size":6}`, true},
+	{`{"name":null,"size":null}`, true},
+	{`{"name":"é中😀","size":-9223372036854775808}`, true},
+	{`{"name":"","size":0}`, true},
+	{`{"name":"\u0041","size":1}`, false}, // stored as "A"
+	{`{"name":"q\"","size":1}`, false},
+	{"{\"name\":\"\t\",\"size\":1}", false}, // a raw control character
+	{`{"name":6,"size":6}`, false},
+	{`{"name":"x","size":"6"}`, false},
+	{`{"name":"x","size":06}`, false},
+	{`{"name":"x","size":-0}`, false},
+	{`{"name":"x","size":6.0}`, false},
+	{`{"name":"x","size":1e2}`, false},
+	{`{"name":"x","size":9223372036854775808}`, false},
+	{`{"name":"x","size":6}}`, false},
+	{`{"name":"x","size":6} `, false},
+	{`{"size":6,"name":"x"}`, false},
+}
+
+// TestCompactItem checks which bodies take Decode's fast path, and holds
+// those to the scan that it skips.
+func TestCompactItem(t *testing.T) {
+	for _, tc := range compactCases {
+		if _, fast := compactItem(nil, []byte(tc.body)); fast != tc.fast {
+			t.Errorf("compactItem(%s) takes it: %v, want %v", tc.body, fast, tc.fast)
+		}
+		checkCompactItem(t, tc.body)
+	}
+}
+
+// FuzzCompactItem holds Decode's fast path to the scan that it skips, for
+// any body.
+func FuzzCompactItem(f *testing.F) {
+	for _, tc := range compactCases {
+		f.Add(tc.body)
+	}
+	f.Fuzz(checkCompactItem)
+}
+
+// checkCompactItem fails if compactItem takes body but decodeScanned would
+// refuse it or store other bytes.
+func checkCompactItem(t *testing.T, body string) {
+	if !utf8.ValidString(body) {
+		return // Decode refuses it before either
+	}
+	fast, ok := compactItem(nil, []byte(body))
+	if !ok {
+		return
+	}
+	if scanned, problems := decodeScanned(nil, []byte(body)); problems != nil || !bytes.Equal(fast, scanned) {
+		t.Errorf("%s: the fast path stores %s, the scan %s (problems %v)", body, fast, scanned, problems)
 	}
 }
