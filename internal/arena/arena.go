@@ -62,11 +62,9 @@ type Map struct {
 }
 
 // A slot locates one id and its item, stored back to back in an arena
-// block. It also holds the id's prefix, so that most of the order's
-// compares read no more than the slot.
+// block.
 type slot struct {
 	block   uint64 // the arena block
-	prefix  uint64 // prefix(id)
 	class   uint16 // its size class; 0 if the slot is free
 	idLen   uint16
 	itemLen uint32 // unused for bigClass, whose item fills the rest of the chunk
@@ -135,7 +133,7 @@ func (m *Map) insertInOrder(n uint32, id string) {
 		m.order = slices.Insert(m.order, run+1, newRun(r[len(r)/2:]))
 		m.lasts = slices.Insert(m.lasts, run+1, m.lasts[run])
 		r = r[:len(r)/2]
-		m.lasts[run] = m.slots[r[len(r)-1]].prefix
+		m.lasts[run] = prefix(m.id(r[len(r)-1]))
 	}
 	m.order[run] = r
 }
@@ -159,7 +157,7 @@ func (m *Map) SortOrder() {
 	keys := make([]prefixedSlot, 0, m.Len())
 	for n, sl := range m.slots {
 		if sl.class != 0 {
-			keys = append(keys, prefixedSlot{sl.prefix, uint32(n)})
+			keys = append(keys, prefixedSlot{prefix(m.id(uint32(n))), uint32(n)})
 		}
 	}
 	keys = radixSort(keys)
@@ -234,13 +232,7 @@ func (m *Map) seek(id string) (run, at int) {
 		r := m.order[i]
 		return string(m.id(r[len(r)-1])) >= id
 	})
-	r := m.order[run]
-	at = sort.Search(len(r), func(j int) bool {
-		if sl := &m.slots[r[j]]; sl.prefix != p {
-			return sl.prefix > p
-		}
-		return string(m.id(r[j])) >= id
-	})
+	at = sort.Search(len(m.order[run]), func(j int) bool { return string(m.id(m.order[run][j])) >= id })
 	return run, at
 }
 
@@ -346,7 +338,7 @@ func (m *Map) write(n uint32, id string, it []byte) {
 		if sl.class != 0 {
 			m.arena.release(sl.block, sl.class)
 		}
-		*sl = slot{block: m.arena.alloc(size, class), prefix: prefix(id), class: class, idLen: uint16(len(id))}
+		*sl = slot{block: m.arena.alloc(size, class), class: class, idLen: uint16(len(id))}
 	}
 	sl.itemLen = uint32(len(it)) // perhaps truncated for bigClass, which does not use it
 	b := m.entry(*sl)
