@@ -52,6 +52,10 @@ type Map struct {
 	// id of run i, and at most that of the first id of run i+1. A split
 	// sets it; inserts and deletes keep it true as it is.
 	lasts []uint64
+	// next is where the last insert into order would put the next id:
+	// creates often come in id order or near it (counters, timestamps), and
+	// then the next id goes there, found with two compares, not a search.
+	next place
 	// unordered says that order is left alone until SortOrder builds it:
 	// a replay's million inserts would each search it.
 	unordered bool
@@ -122,20 +126,45 @@ func (m *Map) Put(id string, it []byte) (created bool) {
 // maxRun bounds the runs of Map.order.
 const maxRun = 1024
 
+// A place in Map.order: a run, and a place in it.
+type place struct{ run, at int }
+
 // insertInOrder puts slot n, for id, in its place in order.
 func (m *Map) insertInOrder(n uint32, id string) {
 	if len(m.order) == 0 {
 		m.order, m.lasts = append(m.order, newRun(nil)), append(m.lasts, 0)
 	}
-	run, at := m.seek(id)
-	r := slices.Insert(m.order[run], at, n)
-	if len(r) > maxRun {
-		m.order = slices.Insert(m.order, run+1, newRun(r[len(r)/2:]))
-		m.lasts = slices.Insert(m.lasts, run+1, m.lasts[run])
-		r = r[:len(r)/2]
-		m.lasts[run] = prefix(m.id(r[len(r)-1]))
+	p := m.next
+	if !m.fits(p, id) {
+		p.run, p.at = m.seek(id)
 	}
-	m.order[run] = r
+	r := slices.Insert(m.order[p.run], p.at, n)
+	m.next = place{p.run, p.at + 1}
+	if len(r) > maxRun { // and the hint goes stale, for seek to replace
+		m.order = slices.Insert(m.order, p.run+1, newRun(r[len(r)/2:]))
+		m.lasts = slices.Insert(m.lasts, p.run+1, m.lasts[p.run])
+		r = r[:len(r)/2]
+		m.lasts[p.run] = prefix(m.id(r[len(r)-1]))
+	}
+	m.order[p.run] = r
+}
+
+// fits reports whether id goes at p, where seek would put it too: after the
+// id before p and before the one at p, or after the last id of all. Other
+// places at the end of a run are left to seek, which keeps the fences true.
+// Since it checks all this, p may be stale.
+func (m *Map) fits(p place, id string) bool {
+	if p.run >= len(m.order) || p.at == 0 || p.at > len(m.order[p.run]) {
+		return false
+	}
+	r := m.order[p.run]
+	switch {
+	case string(m.id(r[p.at-1])) >= id:
+		return false
+	case p.at < len(r):
+		return id < string(m.id(r[p.at]))
+	}
+	return p.run == len(m.order)-1
 }
 
 // newRun returns a run of order holding slots, with room for maxRun+1 so

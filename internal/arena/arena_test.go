@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -294,6 +295,47 @@ func TestSortOrder(t *testing.T) {
 				m.Delete(id)
 				delete(want, id)
 			}
+		}
+		compareAll(t, m, want)
+	}
+}
+
+// TestInsertHint puts ids in the orders that creates often come in, with
+// deletes between: wherever the hint that insertInOrder keeps fits an id,
+// seek must put it there too, and the hint must fit most of them.
+func TestInsertHint(t *testing.T) {
+	for name, id := range map[string]func(int) string{
+		"counter":   func(i int) string { return "k" + strconv.Itoa(i) },
+		"timestamp": func(i int) string { return fmt.Sprintf("2026-12-03T%09d", i) },
+	} {
+		m, want, hits := New(), map[string]string{}, 0
+		for i := range 4 * maxRun {
+			if m.fits(m.next, id(i)) {
+				hits++
+				if run, at := m.seek(id(i)); (place{run, at}) != m.next {
+					t.Fatalf("%s: the hint puts %s at %v, seek at %v", name, id(i), m.next, place{run, at})
+				}
+			}
+			m.Put(id(i), []byte(`"x"1`))
+			want[id(i)] = `"x"1`
+			if i%7 == 0 {
+				m.Delete(id(i / 2))
+				delete(want, id(i/2))
+			}
+		}
+		if hits < 3*maxRun {
+			t.Errorf("%s: the hint fit %d of %d inserts", name, hits, 4*maxRun)
+		}
+		// A hint at the end of a run that is not the last: an id after the
+		// run's last but before its fence goes there, and then one after
+		// every id must not.
+		r := m.order[0]
+		last, before := string(m.id(r[len(r)-1])), string(m.id(r[len(r)-2]))
+		m.Delete(last)
+		delete(want, last)
+		for _, id := range []string{before + "\x00", "\xff"} {
+			m.Put(id, []byte(`"x"1`))
+			want[id] = `"x"1`
 		}
 		compareAll(t, m, want)
 	}
