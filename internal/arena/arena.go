@@ -134,8 +134,8 @@ func (m *Map) insertInOrder(n uint32, id string) {
 	if len(m.order) == 0 {
 		m.order, m.lasts = append(m.order, newRun(nil)), append(m.lasts, 0)
 	}
-	p := m.next
-	if !m.fits(p, id) {
+	p, ok := m.nearHint(id)
+	if !ok {
 		p.run, p.at = m.seek(id)
 	}
 	r := slices.Insert(m.order[p.run], p.at, n)
@@ -147,6 +147,34 @@ func (m *Map) insertInOrder(n uint32, id string) {
 		m.lasts[p.run] = prefix(m.id(r[len(r)-1]))
 	}
 	m.order[p.run] = r
+}
+
+// nearby is how many places from the hint nearHint looks, each way.
+const nearby = 4
+
+// nearHint returns where id goes if that is at the hint or within nearby
+// places of it in its run, and whether it is. Creates often come in id order
+// or near it (counters, timestamps), and those of many clients at once a
+// little out of order, since the server takes each batch of ready
+// connections in an order of its own: of wrk's creates on 32 connections,
+// 86% go just before the last insert, and 9% one place before that.
+func (m *Map) nearHint(id string) (place, bool) {
+	p := m.next
+	switch {
+	case p.run >= len(m.order): // stale: runs were deleted
+		return p, false
+	case m.fits(p, id):
+		return p, true
+	}
+	r := m.order[p.run]
+	p.at = min(p.at, len(r))
+	for i := 0; i < nearby && p.at > 1 && id < string(m.id(r[p.at-1])); i++ {
+		p.at--
+	}
+	for i := 0; i < nearby && p.at < len(r) && string(m.id(r[p.at])) < id; i++ {
+		p.at++
+	}
+	return p, m.fits(p, id)
 }
 
 // fits reports whether id goes at p, where seek would put it too: after the
