@@ -53,8 +53,9 @@ type Map struct {
 	// sets it; inserts and deletes keep it true as it is.
 	lasts []uint64
 	// next is where the last insert into order would put the next id:
-	// creates often come in id order or near it (counters, timestamps), and
-	// then the next id goes there, found with two compares, not a search.
+	// creates often come in id order or near it, and then nearHint finds
+	// the next id's place there, or a few places from it, with a few
+	// compares and not a search.
 	next place
 	// unordered says that order is left alone until SortOrder builds it:
 	// a replay's million inserts would each search it.
