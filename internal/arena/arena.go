@@ -156,9 +156,8 @@ const nearby = 4
 // nearHint returns where id goes if that is at the hint or within nearby
 // places of it in its run, and whether it is. Creates often come in id order
 // or near it (counters, timestamps), and those of many clients at once a
-// little out of order, since the server takes each batch of ready
-// connections in an order of its own: of wrk's creates on 32 connections,
-// 86% go just before the last insert, and 9% one place before that.
+// little out of order: of wrk's creates on 32 connections, 86% went just
+// before the last insert, and 9% one place before that.
 func (m *Map) nearHint(id string) (place, bool) {
 	p := m.next
 	switch {

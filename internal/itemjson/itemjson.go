@@ -430,7 +430,7 @@ func parseJSONInt(num []byte) (int64, *Problem) {
 func AppendObject(b, it []byte) []byte {
 	nameEnd := len("null")
 	if it[0] == '"' {
-		nameEnd = bytes.LastIndexByte(it, '"') + 1 // the size after it has none
+		nameEnd = bytes.LastIndexByte(it, '"') + 1 // the size, after it, has no quote
 	}
 	b = append(b, `{"name":`...)
 	b = append(b, it[:nameEnd]...)
