@@ -492,8 +492,8 @@ func ParseObject(dst, obj []byte) ([]byte, bool) {
 
 // isCanonicalInt reports whether b is an int64 as strconv.AppendInt writes
 // it: digits with no leading zero, after a "-" unless 0. Checking the digits
-// by hand costs a quarter of a ParseInt and AppendInt round trip, which is
-// left for the 19-digit numbers, whose range it checks.
+// by hand costs a quarter of what a ParseInt and AppendInt round trip did;
+// ParseInt is left to the 19-digit numbers, to check their range.
 func isCanonicalInt(b []byte) bool {
 	digits, _ := bytes.CutPrefix(b, []byte("-"))
 	if len(digits) == 0 || len(digits) > 19 || digits[0] == '0' && len(b) > 1 {
