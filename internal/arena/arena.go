@@ -180,8 +180,9 @@ func (m *Map) nearHint(id string) (place, bool) {
 		}
 	}
 	// id goes at p in r, after the id before p and before the one at p. At
-	// either end of r, it may go in the next run instead: that is left to
-	// seek, which keeps the fences true, unless it goes after every id.
+	// either end of r, it may belong to the run beside it instead: that is
+	// left to seek, which keeps the fences true, unless it goes after every
+	// id.
 	return p, p.at > 0 && (p.at < len(r) || p.run == len(m.order)-1)
 }
 
